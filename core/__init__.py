@@ -1,0 +1,70 @@
+"""tieline: control broadcast routers, and keep control alive when a controller fails.
+
+This module is the public surface that plugin authors may rely on; a test pins ``__all__``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from .devices import (
+    DeviceReport,
+    Driver,
+    DriverSession,
+    LabelReport,
+    ProtectReport,
+    RequestRefused,
+    SyncDone,
+    TallyReport,
+)
+from .errors import (
+    ConfirmTimeout,
+    InvalidRequest,
+    LinkError,
+    NodeStandby,
+    NotAuthenticated,
+    NotFound,
+    OutOfRange,
+    PermissionDenied,
+    PluginError,
+    Protected,
+    ReadOnly,
+    Refused,
+    RemoteProtocolError,
+    RequestError,
+    RouterOffline,
+    SettingsError,
+    SettingsProblem,
+    TielineError,
+)
+from .events import (
+    CrosspointsChanged,
+    DeviceOffline,
+    DeviceOnline,
+    Event,
+    EventBus,
+    LabelsChanged,
+    NodeStatusChanged,
+    ProtectChanged,
+    SalvosChanged,
+    Subscription,
+)
+from .model import (
+    UNKNOWN,
+    Crosspoint,
+    Permission,
+    PortKind,
+    Principal,
+    Protect,
+    ProtectKind,
+    RouterSpec,
+    RouterState,
+    Salvo,
+)
+from .plugins import await_me_maybe, hookimpl
+from .routing import RouteRequest, SalvoResult
+from .transports import ByteStream, Transport
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+__version__ = "0.1.0"

@@ -1,0 +1,427 @@
+"""Device links: a driver's pure protocol session run over a transport.
+
+A router plugin provides a :class:`Driver` (settings, transport needs, capabilities) whose
+:meth:`Driver.new_session` returns a :class:`DriverSession`: pure protocol glue over the
+plugin's sans-I/O codec (bytes in, :class:`DeviceReport` objects out; commands in, bytes
+queued for :meth:`DriverSession.data_to_send`). The :class:`DeviceLink` here does all the
+I/O and timing for every driver: connect, full state read after every (re)connect,
+keepalive and half-open detection, reconnect with jittered capped backoff, and
+online/offline reporting.
+
+The device is the truth: a link only ever reads state from the device. It never replays
+remembered routes, at start, on reconnect or ever.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+from .errors import RouterOffline, LinkError, RemoteProtocolError
+from .model import Crosspoint, PortKind, Protect, ProtectKind, RouterSpec
+from .transports import ByteStream, Transport
+
+log = logging.getLogger(__name__)
+
+
+# -------------------------------------------------------------------------------------------
+# Reports: what a driver session tells the core about the device.
+# -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceReport:
+    """Base class of reports from a driver session."""
+
+
+@dataclass(frozen=True, slots=True)
+class TallyReport(DeviceReport):
+    """The device says these crosspoints are now set (changed or not).
+
+    Reports of unchanged crosspoints are how a request for a route that already exists is
+    confirmed, so a session reports every tally the device sends.
+    """
+
+    crosspoints: tuple[Crosspoint, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LabelReport(DeviceReport):
+    """The device's labels for some ports: ``(index, text)`` pairs, 0-based."""
+
+    kind: PortKind
+    labels: tuple[tuple[int, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ProtectReport(DeviceReport):
+    """The device's protect state for one destination (``level`` None = every level)."""
+
+    level: int | None
+    destination: int
+    protect: Protect | None
+
+
+@dataclass(frozen=True, slots=True)
+class SyncDone(DeviceReport):
+    """The device has sent its whole state since the connection was made."""
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRefused(DeviceReport):
+    """The device refused a request for ``destination`` (``level`` None = every level).
+
+    :param reason: the device's reason in words ("output 5 is locked by 10.0.0.7").
+    :param owner: the owner of the protect that caused it, when the device says.
+    """
+
+    level: int | None
+    destination: int
+    reason: str
+    owner: str | None = None
+
+
+class DriverSession(abc.ABC):
+    """The protocol state of one connection to a device. Pure: no sockets, no clock.
+
+    Commands queue bytes; the device link sends whatever :meth:`data_to_send` returns after
+    every call into the session.
+    """
+
+    def __init__(self) -> None:
+        self._outgoing = bytearray()
+
+    def _send(self, data: bytes) -> None:
+        self._outgoing += data
+
+    def data_to_send(self) -> bytes:
+        """Bytes queued for the device since the last call."""
+        data = bytes(self._outgoing)
+        self._outgoing.clear()
+        return data
+
+    def connection_made(self, now: float) -> None:
+        """The transport connected: queue the login and the full state request.
+
+        The session must report :class:`SyncDone` once the device has sent its whole
+        state (crosspoints, and labels and protects where the protocol has them).
+        """
+
+    @abc.abstractmethod
+    def receive_data(self, data: bytes, now: float) -> list[DeviceReport]:
+        """Feed bytes from the device; return what they mean.
+
+        :raises RemoteProtocolError: on bytes the protocol cannot explain. The link logs
+            it, drops the connection and resyncs.
+        """
+
+    @abc.abstractmethod
+    def route(self, crosspoints: Sequence[Crosspoint], owner: str) -> None:
+        """Queue commands that set ``crosspoints``.
+
+        The device's tally (a :class:`TallyReport` naming each crosspoint) is the
+        confirmation; if the protocol does not echo unchanged routes, the session must
+        interrogate so that every requested crosspoint is reported.
+        """
+
+    def protect(self, level: int, destination: int, kind: ProtectKind, owner: str) -> None:
+        """Queue a protect command (only for kinds in ``Driver.device_protects``)."""
+        raise NotImplementedError
+
+    def release(self, level: int, destination: int, owner: str, force: bool) -> None:
+        """Queue a release command (only for kinds in ``Driver.device_protects``)."""
+        raise NotImplementedError
+
+    def set_label(self, kind: PortKind, index: int, text: str) -> None:
+        """Queue a label change (only when ``Driver.device_labels``)."""
+        raise NotImplementedError
+
+    def keepalive(self, now: float) -> None:
+        """Queue a keepalive that the device answers (the link sends it when idle)."""
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`tick` must next be called (retries, timeouts), or None."""
+        return None
+
+    def tick(self, now: float) -> list[DeviceReport]:
+        """Advance the session's timers to ``now``."""
+        return []
+
+
+class Driver(abc.ABC):
+    """A router driver: what a plugin returns from ``tieline_router_drivers``.
+
+    :param spec: the router's shape from settings.
+    :param options: the router's whole settings block (driver-specific keys included).
+    :param transport: the transport built from the ``"transport"`` block, or None.
+    """
+
+    #: the value of ``"driver"`` in a router's settings.
+    name: ClassVar[str]
+    #: JSON Schema ``properties`` of the driver's own keys in the router block.
+    settings_schema: ClassVar[dict[str, Any]] = {}
+    #: transport types the driver can run over.
+    transports: ClassVar[tuple[str, ...]] = ("tcp",)
+    #: whether a ``"transport"`` block is required.
+    transport_required: ClassVar[bool] = True
+    #: the device's usual TCP port.
+    default_port: ClassVar[int | None] = None
+    #: whether the device tolerates another controller beside tieline (warm standby).
+    allows_second_controller: ClassVar[bool] = True
+    #: protect kinds the device itself holds; other kinds are held by tieline.
+    device_protects: ClassVar[frozenset[ProtectKind]] = frozenset()
+    #: whether the device stores port labels.
+    device_labels: ClassVar[bool] = False
+    #: send a keepalive after this long without data from the device.
+    keepalive_interval_s: ClassVar[float] = 5.0
+    #: give the connection up after this long without data (half-open socket).
+    keepalive_timeout_s: ClassVar[float] = 15.0
+    #: how long the full state read after connecting may take.
+    sync_timeout_s: ClassVar[float] = 30.0
+
+    def __init__(
+        self, spec: RouterSpec, options: dict[str, Any], transport: Transport | None
+    ) -> None:
+        self.spec = spec
+        self.options = options
+        self.transport = transport
+
+    async def start(self) -> None:
+        """Called once before the link first connects (an in-process device starts here)."""
+
+    async def stop(self) -> None:
+        """Called once after the link has stopped."""
+
+    async def open(self) -> ByteStream:
+        """Open a byte stream to the device (by default through the transport)."""
+        if self.transport is None:
+            raise LinkError(f"router '{self.spec.id}' has no transport configured")
+        return await self.transport.open()
+
+    def describe(self) -> str:
+        return self.transport.describe() if self.transport else "in-process"
+
+    @abc.abstractmethod
+    def new_session(self) -> DriverSession:
+        """A fresh session for a new connection."""
+
+
+class LinkSink(Protocol):
+    """Where a device link delivers what it learns (the RoutingService)."""
+
+    def device_reports(self, router: str, reports: list[DeviceReport]) -> None: ...
+
+    def device_online(self, router: str) -> None: ...
+
+    def device_offline(self, router: str, reason: str) -> None: ...
+
+
+def backoff(
+    initial: float = 0.2, factor: float = 1.8, cap: float = 10.0, jitter: float = 0.3,
+    rng: random.Random | None = None,
+) -> Iterator[float]:
+    """Reconnect delays: grow by ``factor`` up to ``cap``, each spread by ±``jitter``.
+
+    Pure: pass ``rng`` to make it repeatable.
+    """
+    rng = rng or random.Random()
+    delay = initial
+    while True:
+        yield delay * (1 + rng.uniform(-jitter, jitter))
+        delay = min(cap, delay * factor)
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether a link failure is worth a reconnect (everything a device can cause is)."""
+    return isinstance(exc, (LinkError, RemoteProtocolError, OSError, TimeoutError, EOFError))
+
+
+class DeviceLink:
+    """Runs one driver's session over its transport for as long as the node runs.
+
+    :param driver: the router's driver.
+    :param sink: receives reports, and online/offline changes.
+    :param clock: monotonic clock (seconds).
+    """
+
+    read_size = 65536
+    connect_timeout_s = 5.0
+    write_timeout_s = 5.0
+
+    def __init__(
+        self, driver: Driver, sink: LinkSink, *, clock: Any = time.monotonic,
+        backoff_factory: Any = backoff,
+    ) -> None:
+        self.driver = driver
+        self.router = driver.spec.id
+        self.sink = sink
+        self.clock = clock
+        self._backoff_factory = backoff_factory
+        self._stream: ByteStream | None = None
+        self._session: DriverSession | None = None
+        self.online = False
+        self.connects = 0  #: successful full-state reads so far
+        self._down_since_logged = False
+        self._ever_online = False
+
+    # -- requests from the routing service ---------------------------------------------
+    def session(self) -> DriverSession:
+        """The live session, for queueing a command; raises RouterOffline when not online."""
+        if not self.online or self._session is None:
+            raise RouterOffline(
+                f"router '{self.router}' is offline ({self.driver.describe()}); "
+                "the request was not sent. Check the device and its connection."
+            )
+        return self._session
+
+    async def flush(self) -> None:
+        """Send what the session queued; a write that cannot drain in time drops the link."""
+        session, stream = self._session, self._stream
+        if session is None or stream is None:
+            return
+        data = session.data_to_send()
+        if not data:
+            return
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("router '%s' >> %s", self.router, data[:256].hex(" "))
+        stream.write(data)
+        try:
+            await asyncio.wait_for(stream.drain(), self.write_timeout_s)
+        except (TimeoutError, ConnectionError) as exc:
+            stream.close()
+            raise RouterOffline(
+                f"router '{self.router}': could not write to the device "
+                f"({type(exc).__name__}); the link will reconnect"
+            ) from exc
+
+    # -- lifecycle ---------------------------------------------------------------------
+    async def run(self) -> None:
+        """Connect, read the device's state, follow it; reconnect forever. Cancel to stop."""
+        await self.driver.start()
+        delays = self._backoff_factory()
+        try:
+            while True:
+                try:
+                    await self._connect_and_follow()
+                    reason = "the link ended"
+                except (LinkError, RemoteProtocolError, OSError, TimeoutError, EOFError) as exc:
+                    reason = _reason(exc)
+                    if isinstance(exc, RemoteProtocolError):
+                        log.warning(
+                            "router '%s': unparseable data from the device (%s); resyncing",
+                            self.router, exc,
+                        )
+                was_online = self.online
+                self._set_offline(reason)
+                if was_online:
+                    delays = self._backoff_factory()
+                delay = next(delays)
+                if not self._down_since_logged:
+                    log.warning(
+                        "router '%s': %s; retrying in %.1f s and then with backoff",
+                        self.router, reason, delay,
+                    )
+                    self._down_since_logged = True
+                else:
+                    log.debug("router '%s': %s; retrying in %.1f s", self.router, reason, delay)
+                await asyncio.sleep(delay)
+        finally:
+            self._set_offline("tieline is stopping")
+            await self.driver.stop()
+
+    async def _connect_and_follow(self) -> None:
+        stream = await asyncio.wait_for(self.driver.open(), self.connect_timeout_s)
+        session = self.driver.new_session()
+        self._stream, self._session = stream, session
+        try:
+            now = self.clock()
+            session.connection_made(now)
+            await self.flush()
+            await self._follow(stream, session, now)
+        finally:
+            self._stream = self._session = None
+            stream.close()
+            try:
+                await asyncio.wait_for(stream.wait_closed(), 1.0)
+            except (TimeoutError, OSError):
+                pass
+
+    async def _follow(self, stream: ByteStream, session: DriverSession, start: float) -> None:
+        driver = self.driver
+        last_rx = start
+        last_keepalive = start
+        sync_deadline = start + driver.sync_timeout_s
+        while True:
+            now = self.clock()
+            deadlines = [last_rx + driver.keepalive_timeout_s]
+            if not self.online:
+                deadlines.append(sync_deadline)
+            if now - max(last_rx, last_keepalive) < driver.keepalive_interval_s:
+                deadlines.append(max(last_rx, last_keepalive) + driver.keepalive_interval_s)
+            session_deadline = session.next_deadline()
+            if session_deadline is not None:
+                deadlines.append(session_deadline)
+            timeout = max(0.0, min(deadlines) - now)
+            try:
+                data = await asyncio.wait_for(stream.read(self.read_size), timeout)
+            except TimeoutError:
+                data = None
+            now = self.clock()
+            if data is not None:
+                if not data:
+                    raise LinkError("the device closed the connection")
+                last_rx = now
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug("router '%s' << %s", self.router, data[:256].hex(" "))
+                self._deliver(session.receive_data(data, now))
+            else:
+                if now >= last_rx + driver.keepalive_timeout_s:
+                    raise LinkError(
+                        f"no data from the device for {driver.keepalive_timeout_s:g} s "
+                        "(half-open connection or hung device)"
+                    )
+                if not self.online and now >= sync_deadline:
+                    raise LinkError(
+                        f"the device did not send its whole state within "
+                        f"{driver.sync_timeout_s:g} s"
+                    )
+                if now - max(last_rx, last_keepalive) >= driver.keepalive_interval_s:
+                    session.keepalive(now)
+                    last_keepalive = now
+            deadline = session.next_deadline()
+            if deadline is not None and now >= deadline:
+                self._deliver(session.tick(now))
+            await self.flush()
+
+    def _deliver(self, reports: list[DeviceReport]) -> None:
+        if not reports:
+            return
+        self.sink.device_reports(self.router, reports)
+        if not self.online and any(isinstance(r, SyncDone) for r in reports):
+            self.online = True
+            self.connects += 1
+            if self._down_since_logged or self._ever_online:
+                log.info("router '%s': back online (%s)", self.router, self.driver.describe())
+            else:
+                log.info("router '%s': online (%s)", self.router, self.driver.describe())
+            self._ever_online = True
+            self._down_since_logged = False
+            self.sink.device_online(self.router)
+
+    def _set_offline(self, reason: str) -> None:
+        if self.online:
+            self.online = False
+            self.sink.device_offline(self.router, reason)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timed out connecting"
+    text = str(exc) or type(exc).__name__
+    return text

@@ -1,0 +1,519 @@
+"""The RoutingService: the one path every route, protect, lock, label and salvo request takes.
+
+For each request, in this order: the node must be active; the router, levels and ports must
+exist; the principal's permission level must allow it; no protect or lock may stand in the
+way; policy plugins (``tieline_route_requested``) may refuse; the device must be online. Then
+the driver sends the command, and the request is acknowledged only when the device's own
+report confirms it (tally for routes, protect report for device-held protects, label report
+for device labels). No confirmation within the router's ``confirm_timeout_ms`` is an error
+that says so.
+
+The service is also the device links' sink: it applies their reports to RouterState,
+publishes the resulting events, and resolves the requests waiting for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .devices import (
+    DeviceLink,
+    DeviceReport,
+    Driver,
+    LabelReport,
+    ProtectReport,
+    RequestRefused,
+    TallyReport,
+)
+from .errors import (
+    ConfirmTimeout,
+    NotFound,
+    PermissionDenied,
+    Protected,
+    Refused,
+    RequestError,
+    RouterOffline,
+)
+from .events import (
+    CrosspointsChanged,
+    DeviceOffline,
+    DeviceOnline,
+    EventBus,
+    LabelsChanged,
+    ProtectChanged,
+)
+from .failover import Failover
+from .model import (
+    Crosspoint,
+    Permission,
+    PortKind,
+    Principal,
+    Protect,
+    ProtectKind,
+    RouterState,
+    Salvo,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RouteRequest:
+    """What a policy plugin sees of a route or salvo crosspoint request.
+
+    :param principal: who asks.
+    :param router: the router's id.
+    :param crosspoints: what would be set, 0-based.
+    :param salvo: the salvo's name when the request is part of one.
+    """
+
+    principal: Principal
+    router: str
+    crosspoints: tuple[Crosspoint, ...]
+    salvo: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RefusedCrosspoint:
+    """One crosspoint of a salvo that was not made, and why."""
+
+    crosspoint: Crosspoint
+    code: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SalvoResult:
+    """The outcome of taking a salvo: what the device confirmed and what was refused."""
+
+    name: str
+    router: str
+    taken: tuple[Crosspoint, ...]
+    refused: tuple[RefusedCrosspoint, ...]
+
+
+@dataclass
+class RouterRuntime:
+    """Everything the service holds for one router."""
+
+    state: RouterState
+    driver: Driver
+    link: DeviceLink | None = None
+    confirm_timeout_s: float = 2.0
+    label_store: str = "device"  #: "device" or "settings"
+    settings_labels: dict[PortKind, dict[int, str]] = field(
+        default_factory=lambda: {PortKind.SOURCE: {}, PortKind.DESTINATION: {}}
+    )
+
+    @property
+    def id(self) -> str:
+        return self.state.spec.id
+
+
+class _Waiter:
+    __slots__ = ("expected", "future")
+
+    def __init__(self, expected: object) -> None:
+        self.expected = expected
+        self.future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+
+LabelWriter = Callable[[str, PortKind, int, str], None]
+
+
+class RoutingService:
+    """Checks, sends and confirms every request; applies every device report.
+
+    :param bus: where events are published.
+    :param failover: the node's status and write guards.
+    :param policy: ``tieline_route_requested`` caller (``Plugins.route_requested``).
+    :param label_writer: stores a label in settings (raises ReadOnly when it may not).
+    """
+
+    def __init__(
+        self,
+        bus: EventBus,
+        failover: Failover,
+        *,
+        policy: Callable[[RouteRequest], str | None] = lambda request: None,
+        label_writer: LabelWriter | None = None,
+    ) -> None:
+        self.bus = bus
+        self.failover = failover
+        self.policy = policy
+        self.label_writer = label_writer
+        self.routers: dict[str, RouterRuntime] = {}
+        self.salvos: dict[str, Salvo] = {}
+        self._tally_waiters: dict[tuple[str, int, int], list[_Waiter]] = {}
+        self._protect_waiters: dict[tuple[str, int, int], list[_Waiter]] = {}
+        self._label_waiters: dict[tuple[str, PortKind, int], list[_Waiter]] = {}
+
+    def add_router(self, runtime: RouterRuntime) -> None:
+        self.routers[runtime.id] = runtime
+        for kind, labels in runtime.settings_labels.items():
+            for index, text in labels.items():
+                runtime.state.set_label(kind, index, text)
+
+    # -- lookups -----------------------------------------------------------------------
+    def router(self, router_id: str) -> RouterRuntime:
+        try:
+            return self.routers[router_id]
+        except KeyError:
+            known = ", ".join(sorted(self.routers)) or "none"
+            raise NotFound(
+                f"no router '{router_id}'; this node has: {known}", field="router"
+            ) from None
+
+    def salvo(self, name: str) -> Salvo:
+        try:
+            return self.salvos[name]
+        except KeyError:
+            known = ", ".join(sorted(self.salvos)) or "none"
+            raise NotFound(f"no salvo '{name}'; salvos: {known}", field="name") from None
+
+    # -- sink for device links ---------------------------------------------------------
+    def device_reports(self, router_id: str, reports: list[DeviceReport]) -> None:
+        rt = self.routers[router_id]
+        state = rt.state
+        for report in reports:
+            if isinstance(report, TallyReport):
+                changed = [xp for xp in report.crosspoints if state.apply(xp)]
+                if changed:
+                    self.bus.publish(CrosspointsChanged(router_id, tuple(changed)))
+                for xp in report.crosspoints:
+                    self._resolve(self._tally_waiters, (router_id, xp.level, xp.destination),
+                                  xp.source)
+            elif isinstance(report, ProtectReport):
+                levels = range(len(state.spec.levels)) if report.level is None else [report.level]
+                for level in levels:
+                    if not 0 <= report.destination < state.spec.destinations:
+                        continue
+                    if state.set_protect(level, report.destination, report.protect):
+                        self.bus.publish(
+                            ProtectChanged(router_id, level, report.destination, report.protect)
+                        )
+                    self._resolve(self._protect_waiters, (router_id, level, report.destination),
+                                  report.protect)
+            elif isinstance(report, LabelReport):
+                keep = rt.settings_labels[report.kind] if rt.label_store == "settings" else {}
+                changed_labels = tuple(
+                    (i, t) for i, t in report.labels
+                    if i not in keep and state.set_label(report.kind, i, t)
+                )
+                if changed_labels:
+                    self.bus.publish(LabelsChanged(router_id, report.kind, changed_labels))
+                for i, t in report.labels:
+                    self._resolve(self._label_waiters, (router_id, report.kind, i), t)
+            elif isinstance(report, RequestRefused):
+                levels = range(len(state.spec.levels)) if report.level is None else [report.level]
+                error = Refused(f"router '{router_id}' refused: {report.reason}")
+                if report.owner is not None:
+                    error = Protected(
+                        f"router '{router_id}' refused: {report.reason}", owner=report.owner
+                    )
+                for level in levels:
+                    for table in (self._tally_waiters, self._protect_waiters):
+                        for waiter in table.get((router_id, level, report.destination), ()):
+                            if not waiter.future.done():
+                                waiter.future.set_exception(error)
+
+    def device_online(self, router_id: str) -> None:
+        self.routers[router_id].state.online = True
+        self.bus.publish(DeviceOnline(router_id))
+
+    def device_offline(self, router_id: str, reason: str) -> None:
+        self.routers[router_id].state.online = False
+        self.bus.publish(DeviceOffline(router_id, reason))
+        error = RouterOffline(
+            f"router '{router_id}' went offline before confirming ({reason}); the request "
+            "may or may not have been made: check the tally"
+        )
+        for table in (self._tally_waiters, self._protect_waiters, self._label_waiters):
+            for key, waiters in table.items():
+                if key[0] == router_id:
+                    for waiter in waiters:
+                        if not waiter.future.done():
+                            waiter.future.set_exception(error)
+
+    @staticmethod
+    def _resolve(table: dict[Any, list[_Waiter]], key: Any, value: object) -> None:
+        for waiter in table.get(key, ()):
+            if waiter.expected == value and not waiter.future.done():
+                waiter.future.set_result(None)
+
+    # -- checks ------------------------------------------------------------------------
+    @staticmethod
+    def require(principal: Principal, level: Permission, action: str) -> None:
+        """Raise PermissionDenied unless ``principal`` has ``level``."""
+        if principal.level < level:
+            raise PermissionDenied(
+                f"{principal.name} (permission level {int(principal.level)}) may not {action}: "
+                f"that needs permission level {int(level)}"
+            )
+
+    def _blocking(self, rt: RouterRuntime, principal: Principal, xp: Crosspoint) -> Protected | None:
+        protect = rt.state.protect(xp.level, xp.destination)
+        if protect is None or not protect.blocks(principal):
+            return None
+        spec = rt.state.spec
+        return Protected(
+            f"router '{spec.id}': destination {xp.destination + 1} "
+            f"({rt.state.label(PortKind.DESTINATION, xp.destination)}) on level "
+            f"{spec.levels[xp.level]} is {'locked' if protect.kind is ProtectKind.LOCK else 'protected'}"
+            f" by {protect.owner}",
+            owner=protect.owner,
+            field="destination",
+        )
+
+    def _session(self, rt: RouterRuntime) -> Any:
+        if rt.link is None:
+            raise RouterOffline(f"router '{rt.id}' has no device link")
+        return rt.link.session()
+
+    # -- waiting for confirmation ------------------------------------------------------
+    def _wait_for(self, table: dict[Any, list[_Waiter]], key: Any, expected: object) -> _Waiter:
+        waiter = _Waiter(expected)
+        table.setdefault(key, []).append(waiter)
+        return waiter
+
+    @staticmethod
+    def _forget(table: dict[Any, list[_Waiter]], key: Any, waiter: _Waiter) -> None:
+        waiters = table.get(key)
+        if waiters is not None:
+            waiters.remove(waiter)
+            if not waiters:
+                del table[key]
+
+    async def _confirm(
+        self, rt: RouterRuntime, table: dict[Any, list[_Waiter]],
+        items: Sequence[tuple[Any, object]], send: Callable[[], None],
+    ) -> list[RequestError | None]:
+        """Register waiters, send, and wait; one result per item (None = confirmed)."""
+        waiters = [self._wait_for(table, key, expected) for key, expected in items]
+        try:
+            send()
+            await rt.link.flush()  # type: ignore[union-attr]
+            pending = [w.future for w in waiters]
+            if pending:
+                await asyncio.wait(pending, timeout=rt.confirm_timeout_s)
+            results: list[RequestError | None] = []
+            for waiter in waiters:
+                if not waiter.future.done():
+                    results.append(ConfirmTimeout(""))
+                elif waiter.future.exception() is not None:
+                    exc = waiter.future.exception()
+                    results.append(exc if isinstance(exc, RequestError) else Refused(str(exc)))
+                else:
+                    results.append(None)
+            return results
+        finally:
+            for (key, _), waiter in zip(items, waiters):
+                if not waiter.future.done():
+                    waiter.future.cancel()
+                self._forget(table, key, waiter)
+
+    def _timeout_error(self, rt: RouterRuntime, what: str) -> ConfirmTimeout:
+        return ConfirmTimeout(
+            f"router '{rt.id}': the device did not confirm {what} within "
+            f"{rt.confirm_timeout_s:g} s; it may be refusing it or the link may be slow "
+            "(check the tally)"
+        )
+
+    # -- requests ----------------------------------------------------------------------
+    async def route(
+        self, principal: Principal, router_id: str, destination: int, source: int,
+        levels: Sequence[str] | None = None,
+    ) -> tuple[Crosspoint, ...]:
+        """Route ``source`` to ``destination`` (0-based) on ``levels`` (all when None).
+
+        :returns: the crosspoints the device confirmed.
+        :raises RequestError: when refused, offline, or not confirmed in time.
+        """
+        self.failover.require_active()
+        rt = self.router(router_id)
+        spec = rt.state.spec
+        level_ids = spec.level_indexes(levels)
+        spec.check_destination(destination)
+        spec.check_source(source)
+        self.require(principal, Permission.ROUTE, "route")
+        crosspoints = tuple(Crosspoint(level, destination, source) for level in level_ids)
+        for xp in crosspoints:
+            blocked = self._blocking(rt, principal, xp)
+            if blocked is not None:
+                raise blocked
+        reason = self.policy(RouteRequest(principal, router_id, crosspoints))
+        if reason is not None:
+            raise Refused(f"route refused by policy: {reason}")
+        session = self._session(rt)
+        results = await self._confirm(
+            rt, self._tally_waiters,
+            [((router_id, xp.level, xp.destination), xp.source) for xp in crosspoints],
+            lambda: session.route(crosspoints, principal.name),
+        )
+        for xp, error in zip(crosspoints, results):
+            if isinstance(error, ConfirmTimeout):
+                raise self._timeout_error(
+                    rt, f"destination {destination + 1} ← source {source + 1} on level "
+                    f"{spec.levels[xp.level]}",
+                )
+            if error is not None:
+                raise error
+        return crosspoints
+
+    async def take_salvo(self, principal: Principal, name: str) -> SalvoResult:
+        """Take a salvo: every crosspoint not refused is sent at once, then confirmed.
+
+        :returns: what the device confirmed, and every crosspoint refused with its reason.
+        """
+        self.failover.require_active()
+        salvo = self.salvo(name)
+        rt = self.router(salvo.router)
+        self.require(principal, Permission.ROUTE, "take salvos")
+        refused: list[RefusedCrosspoint] = []
+        to_send: list[Crosspoint] = []
+        for xp in salvo.crosspoints:
+            blocked = self._blocking(rt, principal, xp)
+            if blocked is None:
+                reason = self.policy(RouteRequest(principal, rt.id, (xp,), salvo=name))
+                if reason is not None:
+                    blocked = Refused(f"refused by policy: {reason}")
+            if blocked is not None:
+                refused.append(RefusedCrosspoint(xp, blocked.code, blocked.message))
+            else:
+                to_send.append(xp)
+        taken: list[Crosspoint] = []
+        if to_send:
+            session = self._session(rt)
+            results = await self._confirm(
+                rt, self._tally_waiters,
+                [((rt.id, xp.level, xp.destination), xp.source) for xp in to_send],
+                lambda: session.route(tuple(to_send), principal.name),
+            )
+            for xp, error in zip(to_send, results):
+                if error is None:
+                    taken.append(xp)
+                elif isinstance(error, ConfirmTimeout):
+                    refused.append(RefusedCrosspoint(
+                        xp, error.code,
+                        f"not confirmed by the device within {rt.confirm_timeout_s:g} s",
+                    ))
+                else:
+                    refused.append(RefusedCrosspoint(xp, error.code, error.message))
+        return SalvoResult(name, rt.id, tuple(taken), tuple(refused))
+
+    async def protect(
+        self, principal: Principal, router_id: str, destination: int,
+        levels: Sequence[str] | None = None, kind: ProtectKind = ProtectKind.PROTECT,
+    ) -> None:
+        """Protect or lock ``destination`` on ``levels`` for ``principal``."""
+        self.failover.require_active()
+        rt = self.router(router_id)
+        spec = rt.state.spec
+        level_ids = spec.level_indexes(levels)
+        spec.check_destination(destination)
+        self.require(principal, Permission.ROUTE, f"{kind} destinations")
+        wanted = Protect(kind, principal.name)
+        for level in level_ids:
+            current = rt.state.protect(level, destination)
+            if current is not None and current.owner != principal.name:
+                raise Protected(
+                    f"router '{router_id}': destination {destination + 1} on level "
+                    f"{spec.levels[level]} is already {current.kind}ed by {current.owner}",
+                    owner=current.owner, field="destination",
+                )
+        await self._set_protects(rt, principal, destination, level_ids, wanted, force=False)
+
+    async def release(
+        self, principal: Principal, router_id: str, destination: int,
+        levels: Sequence[str] | None = None, *, force: bool = False,
+    ) -> None:
+        """Release a protect or lock; someone else's only with ``force`` and permission level 3."""
+        self.failover.require_active()
+        rt = self.router(router_id)
+        spec = rt.state.spec
+        level_ids = spec.level_indexes(levels)
+        spec.check_destination(destination)
+        self.require(principal, Permission.ROUTE, "release destinations")
+        for level in level_ids:
+            current = rt.state.protect(level, destination)
+            if current is not None and current.owner != principal.name:
+                if not force:
+                    raise Protected(
+                        f"router '{router_id}': destination {destination + 1} on level "
+                        f"{spec.levels[level]} is {current.kind}ed by {current.owner}; only "
+                        "its owner may release it, or an administrator with force",
+                        owner=current.owner, field="destination",
+                    )
+                self.require(principal, Permission.ADMIN, "release someone else's protect")
+        levels_held = [lv for lv in level_ids if rt.state.protect(lv, destination) is not None]
+        await self._set_protects(rt, principal, destination, levels_held, None, force=force)
+
+    async def _set_protects(
+        self, rt: RouterRuntime, principal: Principal, destination: int,
+        level_ids: Sequence[int], wanted: Protect | None, *, force: bool,
+    ) -> None:
+        device_levels, local_levels = [], []
+        for level in level_ids:
+            current = rt.state.protect(level, destination)
+            kind = wanted.kind if wanted is not None else (current.kind if current else None)
+            if kind in rt.driver.device_protects:
+                device_levels.append(level)
+            else:
+                local_levels.append(level)
+        if device_levels:
+            session = self._session(rt)
+
+            def send() -> None:
+                for level in device_levels:
+                    if wanted is None:
+                        session.release(level, destination, principal.name, force)
+                    else:
+                        session.protect(level, destination, wanted.kind, principal.name)
+
+            results = await self._confirm(
+                rt, self._protect_waiters,
+                [((rt.id, level, destination), wanted) for level in device_levels], send,
+            )
+            for error in results:
+                if isinstance(error, ConfirmTimeout):
+                    raise self._timeout_error(rt, f"the protect on destination {destination + 1}")
+                if error is not None:
+                    raise error
+        for level in local_levels:
+            if rt.state.set_protect(level, destination, wanted):
+                self.bus.publish(ProtectChanged(rt.id, level, destination, wanted))
+
+    async def set_label(
+        self, principal: Principal, router_id: str, kind: PortKind, index: int, text: str
+    ) -> None:
+        """Label a port: on the device when it stores labels, in settings otherwise."""
+        rt = self.router(router_id)
+        spec = rt.state.spec
+        if kind is PortKind.SOURCE:
+            spec.check_source(index, field="index")
+        else:
+            spec.check_destination(index, field="index")
+        self.require(principal, Permission.ADMIN, "change labels")
+        if rt.label_store == "settings" or not rt.driver.device_labels:
+            self.failover.require_settings_writable()
+            if self.label_writer is None:
+                raise Refused(f"router '{router_id}': labels cannot be stored on this node")
+            self.label_writer(router_id, kind, index, text)
+            rt.settings_labels[kind][index] = text
+            if rt.state.set_label(kind, index, text):
+                self.bus.publish(LabelsChanged(router_id, kind, ((index, text),)))
+            return
+        self.failover.require_active()
+        session = self._session(rt)
+        results = await self._confirm(
+            rt, self._label_waiters, [((router_id, kind, index), text)],
+            lambda: session.set_label(kind, index, text),
+        )
+        if isinstance(results[0], ConfirmTimeout):
+            raise self._timeout_error(rt, f"the label of {kind} {index + 1}")
+        if results[0] is not None:
+            raise results[0]
