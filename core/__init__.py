@@ -61,7 +61,7 @@ from .model import (
     RouterState,
     Salvo,
 )
-from .plugins import await_me_maybe, hookimpl
+from .plugin_manager import await_me_maybe, hookimpl
 from .routing import RouteRequest, SalvoResult
 from .transports import ByteStream, Transport
 

@@ -281,7 +281,19 @@ class DeviceLink:
         return self._session
 
     async def flush(self) -> None:
-        """Send what the session queued; a write that cannot drain in time drops the link."""
+        """Send what the session queued; a write that cannot drain in time drops the link.
+
+        :raises RouterOffline: when the write failed (the link reconnects).
+        """
+        try:
+            await self._write_queued()
+        except LinkError as exc:
+            raise RouterOffline(
+                f"router '{self.router}': {exc.reason}; the link will reconnect"
+            ) from exc
+
+    async def _write_queued(self) -> None:
+        """Send what the session queued; raise LinkError (and close the stream) on failure."""
         session, stream = self._session, self._stream
         if session is None or stream is None:
             return
@@ -290,15 +302,14 @@ class DeviceLink:
             return
         if log.isEnabledFor(logging.DEBUG):
             log.debug("router '%s' >> %s", self.router, data[:256].hex(" "))
-        stream.write(data)
         try:
+            stream.write(data)
             await asyncio.wait_for(stream.drain(), self.write_timeout_s)
-        except (TimeoutError, ConnectionError) as exc:
+        except (TimeoutError, OSError) as exc:
             stream.close()
-            raise RouterOffline(
-                f"router '{self.router}': could not write to the device "
-                f"({type(exc).__name__}); the link will reconnect"
-            ) from exc
+            why = (f"timed out after {self.write_timeout_s:g} s"
+                   if isinstance(exc, TimeoutError) else type(exc).__name__)
+            raise LinkError(f"could not write to the device ({why})") from exc
 
     # -- lifecycle ---------------------------------------------------------------------
     async def run(self) -> None:
@@ -342,7 +353,7 @@ class DeviceLink:
         try:
             now = self.clock()
             session.connection_made(now)
-            await self.flush()
+            await self._write_queued()
             await self._follow(stream, session, now)
         finally:
             self._stream = self._session = None
@@ -397,7 +408,7 @@ class DeviceLink:
             deadline = session.next_deadline()
             if deadline is not None and now >= deadline:
                 self._deliver(session.tick(now))
-            await self.flush()
+            await self._write_queued()
 
     def _deliver(self, reports: list[DeviceReport]) -> None:
         if not reports:

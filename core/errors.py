@@ -4,6 +4,7 @@ The tree::
 
     TielineError                      base of everything below
     ├── SettingsError                 a settings folder or file is invalid (.problems)
+    ├── JsonFileError                 one JSON file cannot be read (.problem; in jsonfile.py)
     ├── PluginError                   a plugin failed at import or in a hook (.plugin)
     ├── RemoteProtocolError           a peer sent bytes a codec cannot parse (.data)
     ├── LinkError                     a transport could not connect or broke (.reason)

@@ -12,7 +12,7 @@ import socket
 from typing import Any, ClassVar, Protocol
 
 from .errors import LinkError
-from .plugins import hookimpl
+from .plugin_manager import hookimpl
 
 
 class ByteStream(Protocol):

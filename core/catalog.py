@@ -1,0 +1,41 @@
+"""The catalogue of bundled JSON Schemas (``tieline.schemas``), read through importlib.resources."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib.resources import files
+from typing import Any
+
+
+@cache
+def load(*parts: str) -> dict[str, Any]:
+    """A bundled schema, e.g. ``load("settings", "tieline.schema.json")``. Cached; do not mutate."""
+    resource = files("tieline.schemas")
+    for part in parts:
+        resource = resource.joinpath(part)
+    return json.loads(resource.read_text(encoding="utf-8"))
+
+
+@cache
+def api_requests() -> dict[str, dict[str, Any]]:
+    """Schemas of the messages clients send, by message type."""
+    folder = files("tieline.schemas").joinpath("api", "request")
+    out = {}
+    for entry in folder.iterdir():
+        if entry.name.endswith(".schema.json"):
+            out[entry.name.removesuffix(".schema.json")] = json.loads(
+                entry.read_text(encoding="utf-8"))
+    return out
+
+
+@cache
+def api_server_messages() -> dict[str, dict[str, Any]]:
+    """Schemas of the messages the server sends, by message type."""
+    folder = files("tieline.schemas").joinpath("api", "server")
+    out = {}
+    for entry in folder.iterdir():
+        if entry.name.endswith(".schema.json"):
+            out[entry.name.removesuffix(".schema.json")] = json.loads(
+                entry.read_text(encoding="utf-8"))
+    return out

@@ -1,0 +1,379 @@
+"""The ``tieline`` command.
+
+Exit status: 0 done; 1 the request was refused or the settings are invalid (the message
+says why); 2 usage error; 3 no server could be reached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import __version__
+from .errors import RequestError, SettingsError, TielineError
+
+SERVER_HELP = "Server URL(s), comma-separated, tried in order."
+DEFAULT_SERVER = "ws://127.0.0.1:8181"
+
+
+def _settings_folder(settings: str | None) -> Path | None:
+    value = settings or os.environ.get("TIELINE_SETTINGS")
+    return Path(value) if value else None
+
+
+settings_option = click.option(
+    "--settings", "settings", metavar="DIR", envvar="TIELINE_SETTINGS",
+    help="Settings folder (default: $TIELINE_SETTINGS).",
+)
+server_option = click.option(
+    "--server", "server", metavar="URL[,URL…]", envvar="TIELINE_SERVER", default=DEFAULT_SERVER,
+    show_default=True, help=SERVER_HELP,
+)
+token_option = click.option(
+    "--token", "token", envvar="TIELINE_TOKEN", metavar="TOKEN",
+    help="Authentication token (default: $TIELINE_TOKEN).",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
+@click.group()
+@click.version_option(__version__, prog_name="tieline")
+def main() -> None:
+    """tieline: control broadcast routers, and keep control alive when a controller fails."""
+
+
+# -- run ---------------------------------------------------------------------------------------
+
+
+@main.command()
+@settings_option
+@click.option("--log-level", default="INFO", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+def run(settings: str | None, log_level: str) -> None:
+    """Run a node. Without settings, run the demo (a simulated 32x32 router)."""
+    from .demo import ensure_demo
+    from .node import build_node
+
+    logging.basicConfig(
+        level=log_level.upper(), stream=sys.stderr,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+    folder = _settings_folder(settings)
+    if folder is None:
+        folder = ensure_demo()
+        click.echo(f"tieline: no --settings given; running the demo from {folder}")
+    try:
+        node = build_node(folder)
+    except SettingsError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(1)
+
+    def ready(node: Any) -> None:
+        for api in node.apis:
+            click.echo(f"tieline: node '{node.settings.node_name}' serving {api.describe()} "
+                       f"(settings: {folder})")
+        sys.stdout.flush()
+
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, node.stop)
+        await node.run(ready)
+
+    try:
+        asyncio.run(serve())
+    except* TielineError as group:
+        for exc in group.exceptions:
+            click.echo(f"tieline: {exc}", err=True)
+        sys.exit(1)
+    click.echo("tieline: stopped")
+
+
+# -- validate and plugins ----------------------------------------------------------------------
+
+
+@main.command()
+@settings_option
+def validate(settings: str | None) -> None:
+    """Check a settings folder without starting anything."""
+    from .plugin_manager import Plugins
+    from .settings import load_settings, read_disabled_plugins
+
+    folder = _settings_folder(settings)
+    if folder is None:
+        raise click.UsageError("give --settings DIR or set TIELINE_SETTINGS")
+    logging.basicConfig(level="ERROR", stream=sys.stderr, format="%(levelname)s %(message)s")
+    plugins = Plugins(disabled=read_disabled_plugins(folder))
+    try:
+        loaded = load_settings(folder, plugins)
+    except SettingsError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(1)
+    click.echo(
+        f"{folder}: valid ({len(loaded.routers)} router(s), {len(loaded.apis)} API(s), "
+        f"{len(loaded.salvos)} salvo(s), {len(loaded.users)} user(s))"
+    )
+
+
+@main.command()
+@settings_option
+@json_option
+def plugins(settings: str | None, as_json: bool) -> None:
+    """List installed plugins: name, distribution, version, hooks."""
+    from .plugin_manager import Plugins
+    from .settings import read_disabled_plugins
+
+    folder = _settings_folder(settings)
+    logging.basicConfig(level="CRITICAL")
+    manager = Plugins(disabled=read_disabled_plugins(folder) if folder else ())
+    infos = sorted(manager.infos.values(), key=lambda i: i.name)
+    if as_json:
+        click.echo(json.dumps({"plugins": [i.to_dict() for i in infos]}, indent=2))
+        return
+    for info in infos:
+        line = f"{info.name:<20} {info.distribution} {info.version}  [{info.status}]"
+        click.echo(line)
+        if info.hooks:
+            click.echo(f"{'':<20} hooks: {', '.join(info.hooks)}")
+        if info.error:
+            click.echo(f"{'':<20} error: {info.error}")
+
+
+# -- users -------------------------------------------------------------------------------------
+
+
+@main.group()
+def users() -> None:
+    """Manage the users file of a settings folder."""
+
+
+def _users_file(folder: Path) -> tuple[Path, dict[str, Any]]:
+    from .jsonfile import JsonFileError, load_json
+
+    try:
+        main_settings = load_json(folder / "tieline.json").data
+    except JsonFileError as exc:
+        raise click.ClickException(str(exc)) from exc
+    name = (main_settings.get("auth") or {}).get("users_file")
+    if not name:
+        raise click.ClickException(
+            f"{folder / 'tieline.json'} has no auth.users_file; add "
+            '"auth": {"users_file": "users.json"} first')
+    path = folder / name
+    if not path.exists():
+        return path, {"users": []}
+    try:
+        return path, load_json(path).data
+    except JsonFileError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _write_users(path: Path, data: dict[str, Any]) -> None:
+    from jsonschema import Draft202012Validator
+
+    from .jsonfile import write_json_atomic
+    from .settings import core_schema
+
+    def check(value: object) -> None:
+        errors = list(Draft202012Validator(core_schema("users.schema.json")).iter_errors(value))
+        if errors:
+            raise click.ClickException(f"refusing to write an invalid users file: {errors[0].message}")
+
+    write_json_atomic(path, data, validate=check)
+
+
+@users.command("add")
+@click.argument("name")
+@click.option("--level", type=click.IntRange(1, 3), required=True,
+              help="1 watch, 2 route, 3 administer.")
+@settings_option
+def users_add(name: str, level: int, settings: str | None) -> None:
+    """Add a user (or give an existing one a new token) and print the token once."""
+    from .auth import hash_token, new_token
+
+    folder = _settings_folder(settings)
+    if folder is None:
+        raise click.UsageError("give --settings DIR or set TIELINE_SETTINGS")
+    path, data = _users_file(folder)
+    token = new_token()
+    entries = [u for u in data.get("users", []) if u.get("name") != name]
+    entries.append({"name": name, "level": level, "token_sha256": hash_token(token)})
+    _write_users(path, {"users": entries})
+    click.echo(token)
+
+
+@users.command("remove")
+@click.argument("name")
+@settings_option
+def users_remove(name: str, settings: str | None) -> None:
+    """Remove a user."""
+    folder = _settings_folder(settings)
+    if folder is None:
+        raise click.UsageError("give --settings DIR or set TIELINE_SETTINGS")
+    path, data = _users_file(folder)
+    entries = [u for u in data.get("users", []) if u.get("name") != name]
+    if len(entries) == len(data.get("users", [])):
+        raise click.ClickException(f"no user '{name}' in {path}")
+    _write_users(path, {"users": entries})
+
+
+# -- client commands ---------------------------------------------------------------------------
+
+
+def _client_call(server: str, token: str | None, action: Any) -> Any:
+    """Connect, run ``action(client)``, close; map failures to messages and exit codes."""
+    from .client import Client, ConnectionLost
+
+    async def go() -> Any:
+        async with Client(server, token=token, client_name="tieline-cli") as client:
+            return await action(client)
+
+    try:
+        return asyncio.run(go())
+    except ConnectionLost as exc:
+        click.echo(f"tieline: {exc}", err=True)
+        sys.exit(3)
+    except RequestError as exc:
+        where = f" (field '{exc.field}')" if exc.field else ""
+        click.echo(f"tieline: {exc.code}: {exc.message}{where}", err=True)
+        sys.exit(1)
+
+
+def _pick_router(client: Any, router: str | None) -> Any:
+    from .errors import NotFound
+
+    if router is None:
+        if len(client.routers) != 1:
+            raise NotFound("this node has several routers (" + ", ".join(client.routers)
+                           + "); choose one with --router", field="router")
+        return next(iter(client.routers.values()))
+    if router not in client.routers:
+        raise NotFound(f"no router '{router}'; this node has: {', '.join(client.routers)}",
+                       field="router")
+    return client.routers[router]
+
+
+def _port(mirror: Any, kind: str, text: str) -> int:
+    """A 1-based port from a number or a label (case-insensitive)."""
+    from .errors import NotFound, OutOfRange
+
+    labels = mirror.labels["sources" if kind == "source" else "destinations"]
+    if text.isdigit():
+        number = int(text)
+        if not 1 <= number <= len(labels):
+            raise OutOfRange(f"router '{mirror.id}': {kind} {number} out of range "
+                             f"(1–{len(labels)})", field=kind)
+        return number
+    folded = text.casefold()
+    for index, label in enumerate(labels):
+        if label.casefold() == folded:
+            return index + 1
+    raise NotFound(f"router '{mirror.id}' has no {kind} labelled '{text}'", field=kind)
+
+
+@main.command()
+@server_option
+@token_option
+@json_option
+def status(server: str, token: str | None, as_json: bool) -> None:
+    """Show the node's role, state and routers."""
+    result = _client_call(server, token, lambda c: c.status())
+    out = {key: result[key] for key in ("node", "role", "state", "status", "epoch")}
+    out["routers"] = [{"id": r["id"], "online": r["online"]} for r in result["routers"]]
+    if as_json:
+        click.echo(json.dumps(out))
+        return
+    click.echo(f"{out['node']}: {out['status']} (role {out['role']}, state {out['state']}, "
+               f"epoch {out['epoch']})")
+    for r in out["routers"]:
+        click.echo(f"  router {r['id']}: {'online' if r['online'] else 'OFFLINE'}")
+
+
+@main.command()
+@click.option("--router", metavar="ID", help="Only this router.")
+@server_option
+@token_option
+@json_option
+def tally(router: str | None, server: str, token: str | None, as_json: bool) -> None:
+    """Show which source feeds each destination."""
+
+    async def action(client: Any) -> Any:
+        await client.snapshot()
+        return [_pick_router(client, router)] if router else list(client.routers.values())
+
+    mirrors = _client_call(server, token, action)
+    if as_json:
+        click.echo(json.dumps({"routers": [{
+            "id": m.id, "levels": m.levels,
+            "crosspoints": [
+                {"level": level, "destination": d + 1, "source": s}
+                for level in m.levels for d, s in enumerate(m.crosspoints[level]) if s is not None
+            ],
+        } for m in mirrors]}))
+        return
+    for m in mirrors:
+        click.echo(f"router {m.id}{'' if m.online else ' (OFFLINE)'}")
+        dests, srcs = m.labels["destinations"], m.labels["sources"]
+        width = max((len(x) for x in dests), default=4)
+        for d in range(m.destinations):
+            cells = []
+            for level in m.levels:
+                s = m.crosspoints[level][d]
+                cells.append(f"{level}: {'?' if s is None else f'{s} {srcs[s - 1]}'}")
+            lock = m.protects.get((m.levels[0], d + 1))
+            flag = f"  [{lock['kind']} {lock['owner']}]" if lock else ""
+            click.echo(f"  {d + 1:>4} {dests[d]:<{width}}  " + "   ".join(cells) + flag)
+
+
+@main.command()
+@click.argument("destination")
+@click.argument("source")
+@click.option("--router", metavar="ID", help="Router id (needed when the node has several).")
+@click.option("--level", "levels", metavar="NAME", multiple=True,
+              help="Only this level (repeatable); every level by default.")
+@server_option
+@token_option
+def route(destination: str, source: str, router: str | None, levels: tuple[str, ...],
+          server: str, token: str | None) -> None:
+    """Route SOURCE to DESTINATION (1-based numbers or labels); exit 0 once confirmed."""
+
+    async def action(client: Any) -> Any:
+        await client.snapshot()
+        mirror = _pick_router(client, router)
+        dest = _port(mirror, "destination", destination)
+        src = _port(mirror, "source", source)
+        result = await client.route(mirror.id, dest, src, list(levels) or None)
+        return mirror, dest, src, result
+
+    mirror, dest, src, result = _client_call(server, token, action)
+    names = ", ".join(x["level"] for x in result["crosspoints"])
+    click.echo(f"{mirror.id}: destination {dest} ({mirror.labels['destinations'][dest - 1]}) "
+               f"← source {src} ({mirror.labels['sources'][src - 1]}) on {names}: confirmed")
+
+
+@main.command()
+@click.argument("name")
+@server_option
+@token_option
+@json_option
+def salvo(name: str, server: str, token: str | None, as_json: bool) -> None:
+    """Take salvo NAME; exit 0 only if every crosspoint was confirmed."""
+    result = _client_call(server, token, lambda c: c.salvo(name))
+    if as_json:
+        click.echo(json.dumps(result))
+    else:
+        click.echo(f"salvo {name}: {len(result['taken'])} crosspoint(s) confirmed, "
+                   f"{len(result['refused'])} refused")
+        for r in result["refused"]:
+            click.echo(f"  refused: destination {r['destination']} ← source {r['source']} "
+                       f"on {r['level']}: {r['reason']}")
+    if result["refused"]:
+        sys.exit(1)

@@ -1,0 +1,165 @@
+"""A node: settings -> plugins -> devices -> APIs -> failover, run in one TaskGroup.
+
+Start order: plugins are loaded and settings checked before a Node exists (see
+:func:`build_node`); then every device link starts (each reads its device's whole state:
+tieline never pushes remembered routes), then every client API binds its port, then
+``tieline_node_started`` runs. Stop runs in reverse: ``tieline_node_stopping``, APIs close,
+device links stop, each step bounded by a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .apis import ApiCommand, ClientApi
+from .auth import Authenticator
+from .devices import DeviceLink
+from .errors import PluginError, TielineError
+from .events import EventBus
+from .failover import Failover, NodeStatus, Role, State
+from .model import RouterState
+from .plugin_manager import Plugins
+from .routing import RouterRuntime, RoutingService
+from .settings import Settings, SettingsStore, load_settings, read_disabled_plugins
+
+log = logging.getLogger(__name__)
+
+#: API command names the core's APIs answer themselves; plugins may not take them.
+RESERVED_COMMANDS = frozenset({
+    "hello", "ping", "snapshot", "subscribe", "unsubscribe", "route", "salvo", "protect",
+    "lock", "release", "label", "status",
+})
+
+
+class Node:
+    """One running tieline process.
+
+    :param settings: the checked settings folder.
+    :param plugins: the node's plugin manager.
+    """
+
+    stop_timeout_s = 5.0
+
+    def __init__(self, settings: Settings, plugins: Plugins) -> None:
+        self.settings = settings
+        self.plugins = plugins
+        self.bus = EventBus()
+        state = State.ACTIVE if settings.role is Role.STANDALONE else State.STANDBY
+        self.failover = Failover(
+            NodeStatus(settings.node_name, settings.role, state), self.bus.publish
+        )
+        self.store = SettingsStore(settings, self.failover.require_settings_writable)
+        self.routing = RoutingService(
+            self.bus, self.failover, policy=plugins.route_requested,
+            label_writer=self.store.save_label,
+        )
+        self.auth = Authenticator(settings.users, settings.loopback_anonymous_level)
+        self.links: list[DeviceLink] = []
+        drivers = plugins.drivers()
+        transports = plugins.transports()
+        for rs in settings.routers:
+            driver_cls = drivers[rs.spec.driver][1]
+            transport = None
+            if rs.transport is not None:
+                transport_cls = transports[rs.transport["type"]][1]
+                transport = transport_cls(rs.transport, default_port=driver_cls.default_port)
+            driver = driver_cls(rs.spec, rs.options, transport)
+            runtime = RouterRuntime(
+                state=RouterState(rs.spec), driver=driver,
+                confirm_timeout_s=rs.confirm_timeout_s, label_store=rs.label_store,
+                settings_labels=settings.labels.get(rs.spec.id, {}),
+            )
+            runtime.link = DeviceLink(driver, self.routing)
+            self.links.append(runtime.link)
+            self.routing.add_router(runtime)
+        self.routing.salvos = {s.name: s for s in settings.salvos}
+        self.commands = self._api_commands()
+        api_classes = plugins.client_apis()
+        self.apis: list[ClientApi] = [
+            api_classes[entry["type"]][1](self, entry) for entry in settings.apis
+        ]
+        self._stop = asyncio.Event()
+        self.started = asyncio.Event()
+
+    def _api_commands(self) -> dict[str, ApiCommand]:
+        commands: dict[str, ApiCommand] = {}
+        for name, (plugin, command) in self.plugins.api_commands().items():
+            if name in RESERVED_COMMANDS:
+                log.error("%s", PluginError(plugin, f"API command '{name}' is built in; "
+                                            "choose another name"))
+                continue
+            commands[name] = ApiCommand(
+                command.name, command.schema, command.level, command.handler,
+                command.description, plugin,
+            )
+        return commands
+
+    @property
+    def status(self) -> NodeStatus:
+        return self.failover.status
+
+    def stop(self) -> None:
+        """Ask the node to stop (safe from a signal handler)."""
+        self._stop.set()
+
+    async def run(self, ready: Callable[[Node], Any] | None = None) -> None:
+        """Run until :meth:`stop` is called or the task is cancelled."""
+        async with asyncio.TaskGroup() as tg:
+            link_tasks = [
+                tg.create_task(link.run(), name=f"link {link.router}") for link in self.links
+            ]
+            observer = tg.create_task(self._observe(), name="observers")
+            started: list[ClientApi] = []
+            try:
+                for api in self.apis:
+                    await api.start()
+                    started.append(api)
+                    log.info("serving %s", api.describe())
+                await self.plugins.notify("tieline_node_started", node=self)
+                self.started.set()
+                if ready is not None:
+                    ready(self)
+                await self._stop.wait()
+            finally:
+                await self._shutdown(started, link_tasks + [observer])
+
+    async def _shutdown(self, apis: list[ClientApi], tasks: list[asyncio.Task]) -> None:
+        log.info("node '%s' stopping", self.settings.node_name)
+        try:
+            async with asyncio.timeout(self.stop_timeout_s):
+                await self.plugins.notify("tieline_node_stopping", node=self)
+        except TimeoutError:
+            log.warning("tieline_node_stopping hooks took longer than %s s", self.stop_timeout_s)
+        for api in reversed(apis):
+            try:
+                async with asyncio.timeout(self.stop_timeout_s):
+                    await api.close()
+            except TimeoutError:
+                log.warning("%s did not close within %s s", api.describe(), self.stop_timeout_s)
+        for task in tasks:
+            task.cancel()
+
+    async def _observe(self) -> None:
+        """Feed every event to ``tieline_event`` hook implementations, in order."""
+        if not self.plugins.pm.hook.tieline_event.get_hookimpls():
+            return
+        async for event in self.bus.subscribe("observer plugins", maxsize=100_000):
+            await self.plugins.notify("tieline_event", event=event)
+
+
+def build_node(folder: Path | str) -> Node:
+    """Load plugins and settings from ``folder`` and build a node (not yet running).
+
+    :raises SettingsError: when the folder is invalid (nothing is started).
+    """
+    folder = Path(folder)
+    plugins = Plugins(disabled=read_disabled_plugins(folder))
+    settings = load_settings(folder, plugins)
+    return Node(settings, plugins)
+
+
+__all__ = ["Node", "build_node", "TielineError"]

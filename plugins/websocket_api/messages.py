@@ -1,0 +1,211 @@
+"""The JSON shapes of the WebSocket API: request validation, events, snapshots.
+
+Every message type is described by a JSON Schema under ``schemas/api/`` (``request/`` for
+what clients send, ``server/`` for what the server sends). Numbers are 1-based; levels are
+named. Pure functions: no I/O.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+from tieline import catalog
+from tieline.errors import InvalidRequest
+from tieline.events import (
+    CrosspointsChanged,
+    DeviceOffline,
+    DeviceOnline,
+    Event,
+    LabelsChanged,
+    NodeStatusChanged,
+    ProtectChanged,
+    SalvosChanged,
+)
+from tieline.model import UNKNOWN, PortKind, Protect, RouterSpec
+from tieline.routing import RoutingService, SalvoResult
+
+PROTOCOL = 1
+
+_validators: dict[int, Draft202012Validator] = {}
+
+
+def _validator(schema: dict[str, Any]) -> Draft202012Validator:
+    found = _validators.get(id(schema))
+    if found is None:
+        found = _validators[id(schema)] = Draft202012Validator(schema)
+    return found
+
+
+class InvalidMessage(InvalidRequest):
+    """A client message that cannot be served; ``request_id`` is its id when it had one."""
+
+    def __init__(self, message: str, *, field: str | None = None, request_id: Any = None) -> None:
+        super().__init__(message, field=field)
+        self.request_id = request_id
+
+
+def parse_request(text: str | bytes, extra: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Decode and validate one client message.
+
+    :param extra: schemas of plugin commands by type.
+    :raises InvalidMessage: naming the field and the reason.
+    """
+    if isinstance(text, bytes):
+        raise InvalidMessage("expected a text frame holding a JSON object, got a binary frame")
+    try:
+        message = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        reason = f"{exc.msg} at column {exc.colno}" if isinstance(exc, ValueError) else "too deep"
+        raise InvalidMessage(f"message is not valid JSON: {reason}") from None
+    if not isinstance(message, dict):
+        raise InvalidMessage("expected a JSON object with a 'type' field")
+    request_id = message.get("id")
+    if not isinstance(request_id, (int, str)) or isinstance(request_id, bool):
+        request_id = None
+    mtype = message.get("type")
+    if not isinstance(mtype, str):
+        raise InvalidMessage("missing or non-string 'type'", field="type", request_id=request_id)
+    schema = extra.get(mtype) or catalog.api_requests().get(mtype)
+    if schema is None:
+        known = ", ".join(sorted(set(catalog.api_requests()) | set(extra)))
+        raise InvalidMessage(f"unknown message type '{mtype}'; known types: {known}",
+                             field="type", request_id=request_id)
+    errors = sorted(_validator(schema).iter_errors(message), key=lambda e: list(map(str, e.path)))
+    if errors:
+        field, reason = explain(errors[0])
+        raise InvalidMessage(f"'{mtype}': {reason}", field=field, request_id=request_id)
+    return message
+
+
+def explain(error: ValidationError) -> tuple[str | None, str]:
+    """(field, reason) for a schema error: the field is a dotted path into the message."""
+    path = ".".join(str(p) for p in error.absolute_path) or None
+    if error.validator == "required":
+        missing = [k for k in error.validator_value if k not in error.instance]
+        name = ".".join(filter(None, [path, missing[0]]))
+        return name, f"missing required field '{name}'"
+    if error.validator == "additionalProperties":
+        allowed = error.schema.get("properties", {})
+        extra = [k for k in error.instance if k not in allowed]
+        name = ".".join(filter(None, [path, extra[0]]))
+        return name, f"unknown field '{name}' (allowed: {', '.join(sorted(allowed))})"
+    value = json.dumps(error.instance)[:60]
+    if error.validator == "type":
+        return path, f"field '{path}' must be of type {error.validator_value}, got {value}"
+    if error.validator == "minimum":
+        return path, f"field '{path}' must be ≥ {error.validator_value}, got {value}"
+    if error.validator in ("enum", "const"):
+        allowed = error.validator_value if error.validator == "enum" else [error.validator_value]
+        return path, f"field '{path}' must be one of {json.dumps(allowed)}, got {value}"
+    return path, f"field '{path}': {error.message}"
+
+
+# -- server messages ---------------------------------------------------------------------------
+
+
+def protect_dict(protect: Protect | None) -> dict[str, str] | None:
+    return None if protect is None else {"kind": str(protect.kind), "owner": protect.owner}
+
+
+def crosspoint_dict(spec: RouterSpec, level: int, destination: int, source: int) -> dict[str, Any]:
+    return {
+        "level": spec.levels[level],
+        "destination": destination + 1,
+        "source": None if source == UNKNOWN else source + 1,
+    }
+
+
+def event_message(event: Event, routing: RoutingService) -> dict[str, Any] | None:
+    """An event as the API sends it, or None for events clients do not see."""
+    if isinstance(event, CrosspointsChanged):
+        spec = routing.routers[event.router].state.spec
+        return {
+            "type": "event", "event": "crosspoints", "router": event.router,
+            "crosspoints": [
+                crosspoint_dict(spec, xp.level, xp.destination, xp.source)
+                for xp in event.crosspoints
+            ],
+        }
+    if isinstance(event, LabelsChanged):
+        return {
+            "type": "event", "event": "labels", "router": event.router, "kind": str(event.kind),
+            "labels": [{"index": i + 1, "text": t} for i, t in event.labels],
+        }
+    if isinstance(event, ProtectChanged):
+        spec = routing.routers[event.router].state.spec
+        return {
+            "type": "event", "event": "protect", "router": event.router,
+            "level": spec.levels[event.level], "destination": event.destination + 1,
+            "protect": protect_dict(event.protect),
+        }
+    if isinstance(event, DeviceOnline):
+        return {"type": "event", "event": "device", "router": event.router, "online": True}
+    if isinstance(event, DeviceOffline):
+        return {"type": "event", "event": "device", "router": event.router, "online": False,
+                "reason": event.reason}
+    if isinstance(event, NodeStatusChanged):
+        return {"type": "event", "event": "status", "status": event.status.to_dict()}
+    if isinstance(event, SalvosChanged):
+        return {"type": "event", "event": "salvos", "names": list(event.names)}
+    return None
+
+
+def router_snapshot(routing: RoutingService, router_id: str) -> dict[str, Any]:
+    """One router's whole state. ``crosspoints[level][d]`` is the 1-based source feeding
+    destination ``d + 1`` (null when the device has not said)."""
+    rt = routing.routers[router_id]
+    state = rt.state
+    spec = state.spec
+    return {
+        "id": spec.id,
+        "driver": spec.driver,
+        "online": state.online,
+        "levels": list(spec.levels),
+        "sources": spec.sources,
+        "destinations": spec.destinations,
+        "labels": {
+            "sources": [state.label(PortKind.SOURCE, i) for i in range(spec.sources)],
+            "destinations": [
+                state.label(PortKind.DESTINATION, i) for i in range(spec.destinations)
+            ],
+        },
+        "crosspoints": {
+            name: [None if s == UNKNOWN else s + 1 for s in state.level_sources(level)]
+            for level, name in enumerate(spec.levels)
+        },
+        "protects": [
+            {"level": spec.levels[level], "destination": dest + 1, **protect_dict(p)}
+            for (level, dest), p in sorted(state.protects.items())
+        ],
+    }
+
+
+def snapshot(routing: RoutingService, router_ids: list[str] | None = None) -> dict[str, Any]:
+    ids = list(routing.routers) if router_ids is None else router_ids
+    for rid in ids:
+        routing.router(rid)  # NotFound for unknown ids
+    return {
+        "routers": [router_snapshot(routing, rid) for rid in ids],
+        "salvos": [
+            {"name": s.name, "router": s.router, "crosspoints": len(s.crosspoints)}
+            for s in routing.salvos.values()
+        ],
+    }
+
+
+def salvo_result(result: SalvoResult, routing: RoutingService) -> dict[str, Any]:
+    spec = routing.routers[result.router].state.spec
+    return {
+        "name": result.name,
+        "router": result.router,
+        "taken": [crosspoint_dict(spec, x.level, x.destination, x.source) for x in result.taken],
+        "refused": [
+            {**crosspoint_dict(spec, r.crosspoint.level, r.crosspoint.destination,
+                               r.crosspoint.source), "code": r.code, "reason": r.reason}
+            for r in result.refused
+        ],
+    }

@@ -1,0 +1,330 @@
+"""The WebSocket JSON API server.
+
+One :class:`Connection` per client. On connect the server sends ``hello`` (protocol
+version, the node's status, heartbeat timing, maximum message size); the client answers
+with its own ``hello`` carrying a token. Until then every other request is refused.
+
+Requests are validated against ``schemas/api/request/`` and answered with ``response``
+messages (``ok`` and a ``result``, or an ``error`` naming the field). Requests that wait for
+the router (route, salvo, protect, lock, release, label, plugin commands) run concurrently,
+so a slow router never delays a ping. Events reach subscribed clients through a bounded
+queue: a client that stops reading is dropped (close code 1013) and never slows the others.
+A heartbeat goes to every client every ``heartbeat_timeout_ms / 3``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import ssl
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+import tieline
+from tieline.apis import ClientApi
+from tieline.errors import InvalidRequest, NotAuthenticated, RequestError, TielineError
+from tieline.events import Event
+from tieline.model import Permission, PortKind, Principal, ProtectKind
+from tieline.routing import RoutingService
+from tieline.transports import parse_hostport
+
+from . import messages
+
+if TYPE_CHECKING:
+    from tieline.node import Node
+
+log = logging.getLogger(__name__)
+
+MAX_IN_FLIGHT = 256
+
+
+class WebSocketApi(ClientApi):
+    """``{"type": "websocket", "listen": "127.0.0.1:8181"}`` in ``apis``."""
+
+    name = "websocket"
+    settings_schema: ClassVar[dict[str, Any]] = {
+        "properties": {
+            "max_message_bytes": {
+                "description": "Largest message a client may send; larger ones close the "
+                               "connection with code 1009.",
+                "type": "integer", "minimum": 1024, "maximum": 67108864, "default": 1048576,
+            },
+            "heartbeat_timeout_ms": {
+                "description": "Clients consider the server dead after this long without a "
+                               "message; the server sends a heartbeat every third of it.",
+                "type": "integer", "minimum": 300, "maximum": 60000, "default": 1500,
+            },
+            "subscriber_queue": {
+                "description": "Events queued for one client before it is dropped as too slow.",
+                "type": "integer", "minimum": 16, "maximum": 1000000, "default": 4096,
+            },
+            "tls": {
+                "description": "Serve wss:// with this certificate and key (PEM files in the "
+                               "settings folder).",
+                "type": "object",
+                "properties": {
+                    "certificate": {"description": "Certificate chain (PEM).", "type": "string"},
+                    "key": {"description": "Private key (PEM).", "type": "string"},
+                },
+                "required": ["certificate", "key"],
+                "additionalProperties": False,
+            },
+        },
+    }
+
+    def __init__(self, node: Node, options: dict[str, Any]) -> None:
+        super().__init__(node, options)
+        self.host, self.port = parse_hostport(options["listen"])
+        self.max_message_bytes = options.get("max_message_bytes", 1048576)
+        self.heartbeat_timeout_ms = options.get("heartbeat_timeout_ms", 1500)
+        self.heartbeat_ms = max(100, self.heartbeat_timeout_ms // 3)
+        self.subscriber_queue = options.get("subscriber_queue", 4096)
+        self.server: Server | None = None
+        self.connections: set[Connection] = set()
+        self._encoded: dict[int, tuple[Event, str | None]] = {}
+        self.extra_schemas = {name: cmd.schema for name, cmd in node.commands.items()}
+
+    def _ssl(self) -> ssl.SSLContext | None:
+        tls = self.options.get("tls")
+        if not tls:
+            return None
+        folder = self.node.settings.folder
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        try:
+            context.load_cert_chain(folder / tls["certificate"], folder / tls["key"])
+        except (OSError, ssl.SSLError) as exc:
+            raise TielineError(
+                f"websocket API: cannot load TLS certificate/key from the settings folder: {exc}"
+            ) from exc
+        return context
+
+    @property
+    def scheme(self) -> str:
+        return "wss" if self.options.get("tls") else "ws"
+
+    def describe(self) -> str:
+        port = self.port
+        if self.server is not None and self.server.sockets:
+            port = self.server.sockets[0].getsockname()[1]
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{port}"
+
+    async def start(self) -> None:
+        try:
+            self.server = await serve(
+                self._handle, self.host, self.port, ssl=self._ssl(),
+                max_size=self.max_message_bytes, compression=None, close_timeout=2,
+                ping_interval=None, logger=log,
+            )
+        except OSError as exc:
+            raise TielineError(
+                f"websocket API cannot listen on {self.options['listen']}: "
+                f"{exc.strerror or exc}; is another tieline running? Change 'listen' in "
+                "tieline.json"
+            ) from exc
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close(close_connections=True)
+            await self.server.wait_closed()
+
+    def encode_event(self, event: Event) -> str | None:
+        """JSON text of an event, encoded once for every connection that sends it."""
+        cached = self._encoded.get(id(event))
+        if cached is not None and cached[0] is event:
+            return cached[1]
+        message = messages.event_message(event, self.node.routing)
+        text = None if message is None else json.dumps(message, separators=(",", ":"))
+        if len(self._encoded) > 256:
+            self._encoded.clear()
+        self._encoded[id(event)] = (event, text)
+        return text
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        conn = Connection(self, ws)
+        self.connections.add(conn)
+        try:
+            await conn.run()
+        finally:
+            self.connections.discard(conn)
+
+
+class Connection:
+    """One client connection."""
+
+    def __init__(self, api: WebSocketApi, ws: ServerConnection) -> None:
+        self.api = api
+        self.ws = ws
+        self.node = api.node
+        self.routing: RoutingService = api.node.routing
+        address = ws.remote_address
+        self.address: str | None = address[0] if address else None
+        self.principal: Principal | None = None
+        self.subscription: Any = None
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def send(self, message: dict[str, Any] | str) -> None:
+        text = message if isinstance(message, str) else json.dumps(message, separators=(",", ":"))
+        await self.ws.send(text)
+
+    async def run(self) -> None:
+        heartbeat = asyncio.create_task(self._heartbeat(), name="ws heartbeat")
+        self.tasks.add(heartbeat)
+        try:
+            await self.send({
+                "type": "hello", "protocol": messages.PROTOCOL,
+                "server": f"tieline/{tieline.__version__}",
+                "node": self.node.status.to_dict(),
+                "heartbeat_ms": self.api.heartbeat_ms,
+                "heartbeat_timeout_ms": self.api.heartbeat_timeout_ms,
+                "max_message_bytes": self.api.max_message_bytes,
+            })
+            async for raw in self.ws:
+                self._receive(raw)
+        except ConnectionClosed:
+            pass
+        finally:
+            if self.subscription is not None:
+                self.subscription.close("connection closed")
+            for task in list(self.tasks):
+                task.cancel()
+            if self.tasks:
+                await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def _receive(self, raw: str | bytes) -> None:
+        try:
+            message = messages.parse_request(raw, self.api.extra_schemas)
+        except messages.InvalidMessage as error:
+            self._spawn(self._respond_error(error.request_id, error), "ws error")
+            return
+        request_id = message.get("id")
+        if len(self.tasks) >= MAX_IN_FLIGHT:
+            error = InvalidRequest(
+                f"too many requests in flight ({MAX_IN_FLIGHT}); wait for responses first")
+            self._spawn(self._respond_error(request_id, error), "ws error")
+            return
+        self._spawn(self._serve(message), f"ws {message['type']}")
+
+    async def _respond_error(self, request_id: Any, error: RequestError) -> None:
+        try:
+            await self.send({"type": "response", "id": request_id, "ok": False,
+                             "error": error.to_dict()})
+        except ConnectionClosed:
+            pass
+
+    async def _serve(self, message: dict[str, Any]) -> None:
+        request_id = message.get("id")
+        try:
+            result = await self._dispatch(message)
+            response: dict[str, Any] = {"type": "response", "id": request_id, "ok": True,
+                                        "result": result or {}}
+        except RequestError as error:
+            response = {"type": "response", "id": request_id, "ok": False,
+                        "error": error.to_dict()}
+        except Exception as exc:  # a bug must cost one request, not the connection
+            log.exception("websocket API: %s request failed", message["type"])
+            response = {"type": "response", "id": request_id, "ok": False,
+                        "error": {"code": "error",
+                                  "message": f"internal error: {type(exc).__name__}: {exc}"}}
+        try:
+            await self.send(response)
+        except ConnectionClosed:
+            pass
+
+    def _require(self, level: Permission, action: str) -> Principal:
+        if self.principal is None:
+            raise NotAuthenticated("send hello with a token first")
+        RoutingService.require(self.principal, level, action)
+        return self.principal
+
+    async def _dispatch(self, m: dict[str, Any]) -> dict[str, Any] | None:
+        mtype = m["type"]
+        routing = self.routing
+        if mtype == "hello":
+            if m["protocol"] > messages.PROTOCOL:
+                raise InvalidRequest(
+                    f"protocol {m['protocol']} is not supported; this server speaks "
+                    f"{messages.PROTOCOL}", field="protocol")
+            self.principal = self.node.auth.authenticate(m.get("token"), self.address)
+            log.info("websocket client %s authenticated as %s (level %d)", self.address,
+                     self.principal.name, self.principal.level)
+            return {"user": {"name": self.principal.name, "level": int(self.principal.level)},
+                    "node": self.node.status.to_dict()}
+        if mtype in self.node.commands:
+            command = self.node.commands[mtype]
+            principal = self._require(command.level, mtype)
+            return await command.handler(self.node, principal, m)
+        principal = self._require(Permission.WATCH, "watch")
+        if mtype == "ping":
+            return {}
+        if mtype == "status":
+            return {**self.node.status.to_dict(), "routers": [
+                {"id": rid, "online": rt.state.online} for rid, rt in routing.routers.items()
+            ]}
+        if mtype == "snapshot":
+            return messages.snapshot(routing, m.get("routers"))
+        if mtype == "subscribe":
+            if self.subscription is None:
+                self.subscription = self.node.bus.subscribe(
+                    f"websocket client {principal.name} {self.address}", self.api.subscriber_queue)
+                self._spawn(self._forward(self.subscription), "ws events")
+            # the snapshot is taken in the same step as the subscription began: no gap
+            return messages.snapshot(routing) if m.get("snapshot", True) else {}
+        if mtype == "unsubscribe":
+            if self.subscription is not None:
+                self.subscription.close("unsubscribed")
+                self.subscription = None
+            return {}
+        if mtype == "route":
+            done = await routing.route(principal, m["router"], m["destination"] - 1,
+                                       m["source"] - 1, m.get("levels"))
+            spec = routing.routers[m["router"]].state.spec
+            return {"crosspoints": [messages.crosspoint_dict(spec, x.level, x.destination,
+                                                             x.source) for x in done]}
+        if mtype == "salvo":
+            result = await routing.take_salvo(principal, m["name"])
+            return messages.salvo_result(result, routing)
+        if mtype in ("protect", "lock"):
+            await routing.protect(principal, m["router"], m["destination"] - 1, m.get("levels"),
+                                  ProtectKind(mtype))
+            return {}
+        if mtype == "release":
+            await routing.release(principal, m["router"], m["destination"] - 1, m.get("levels"),
+                                  force=m.get("force", False))
+            return {}
+        if mtype == "label":
+            await routing.set_label(principal, m["router"], PortKind(m["kind"]), m["index"] - 1,
+                                    m["text"])
+            return {}
+        raise InvalidRequest(f"message type '{mtype}' is not handled here", field="type")
+
+    async def _forward(self, subscription: Any) -> None:
+        try:
+            async for event in subscription:
+                text = self.api.encode_event(event)
+                if text is not None:
+                    await self.ws.send(text)
+        except ConnectionClosed:
+            return
+        if subscription.dropped:
+            log.warning("websocket client %s dropped: %s", self.address, subscription.reason)
+            await self.ws.close(1013, "too slow: events not read")
+
+    async def _heartbeat(self) -> None:
+        seq = 0
+        interval = self.api.heartbeat_ms / 1000
+        try:
+            while True:
+                await asyncio.sleep(interval)
+                seq += 1
+                await self.send({"type": "heartbeat", "seq": seq})
+        except ConnectionClosed:
+            return

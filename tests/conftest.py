@@ -1,0 +1,35 @@
+"""Shared test helpers."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def write_settings(folder: Path, files: dict[str, object]) -> Path:
+    """Write a settings folder: values that are str are written as is, others as JSON."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, content in files.items():
+        text = content if isinstance(content, str) else json.dumps(content, indent=2)
+        (folder / name).write_text(text, encoding="utf-8")
+    return folder
+
+
+@pytest.fixture
+def settings_dir(tmp_path: Path):
+    """Factory: ``settings_dir({"tieline.json": {...}})`` -> folder."""
+
+    def make(files: dict[str, object], name: str = "settings") -> Path:
+        return write_settings(tmp_path / name, files)
+
+    return make

@@ -1,0 +1,328 @@
+"""The WebSocket API against a real node, real sockets, the simulator router."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import ssl
+from pathlib import Path
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+
+from tieline.auth import hash_token
+
+from .helpers import RawClient, api_url, running_node
+
+TOKENS = {"watcher": "watch-token", "operator": "route-token", "operator2": "route-token-2",
+          "admin": "admin-token"}
+LEVELS = {"watcher": 1, "operator": 2, "operator2": 2, "admin": 3}
+
+
+def api_settings(settings_dir, **api_options) -> Path:
+    return settings_dir({
+        "tieline.json": {
+            "node": {"name": "api-test"},
+            "routers": [{"id": "studio", "driver": "simulator", "levels": ["video", "audio"],
+                         "sources": 32, "destinations": 32, "label_store": "settings"}],
+            "apis": [{"type": "websocket", "listen": "127.0.0.1:0", **api_options}],
+            "auth": {"users_file": "users.json"},
+        },
+        "users.json": {"users": [
+            {"name": n, "level": LEVELS[n], "token_sha256": hash_token(t)}
+            for n, t in TOKENS.items()
+        ]},
+        "salvos.json": {"salvos": [{"name": "news", "router": "studio", "crosspoints": [
+            {"destination": 1, "source": 9}, {"destination": 2, "source": 10},
+            {"destination": 3, "source": 11, "levels": ["video"]}]}]},
+    })
+
+
+@pytest.fixture
+async def node(settings_dir):
+    async with running_node(api_settings(settings_dir)) as node:
+        yield node
+
+
+async def client(node, user: str | None = "operator", **kwargs) -> RawClient:
+    return await RawClient.open(api_url(node), TOKENS[user] if user else None, **kwargs)
+
+
+async def test_hello_greeting_names_node_role_state(node):
+    c = await client(node, auth=False)
+    assert c.hello["protocol"] == 1
+    assert c.hello["node"] == {"node": "api-test", "role": "standalone", "state": "active",
+                               "status": "Standalone is active", "epoch": 0, "active": None}
+    assert c.hello["heartbeat_timeout_ms"] == 1500
+    response = await c.request("hello", protocol=1, token=TOKENS["admin"])
+    assert response["result"]["user"] == {"name": "admin", "level": 3}
+    await c.close()
+
+
+async def test_unauthenticated_client_can_only_hello(node):
+    c = await client(node, None, auth=False)
+    for mtype, fields in [("ping", {}), ("snapshot", {}), ("subscribe", {}),
+                          ("route", {"router": "studio", "destination": 1, "source": 2})]:
+        response = await c.request(mtype, **fields)
+        assert response["error"]["code"] == "unauthenticated", response
+    bad = await c.request("hello", protocol=1, token="wrong")
+    assert bad["error"] == {"code": "unauthenticated", "field": "token",
+                            "message": "unknown token; ask an administrator for a valid one"}
+    anonymous = await c.request("hello", protocol=1)  # loopback, but anonymous level is 0
+    assert anonymous["error"]["code"] == "unauthenticated"
+    good = await c.request("hello", protocol=1, token=TOKENS["watcher"])
+    assert good["ok"]
+    assert (await c.request("ping"))["ok"]
+    await c.close()
+
+
+async def test_level_1_user_cannot_route(node):
+    c = await client(node, "watcher")
+    response = await c.request("route", router="studio", destination=5, source=3)
+    assert response["error"]["code"] == "forbidden"
+    assert "permission level 2" in response["error"]["message"]
+    assert node.routing.routers["studio"].state.source(0, 4) == 4  # unchanged
+    await c.close()
+
+
+async def test_route_acknowledged_after_tally_and_seen_by_second_client(node):
+    watcher = await client(node, "watcher")
+    snapshot = (await watcher.request("subscribe"))["result"]
+    assert snapshot["routers"][0]["crosspoints"]["video"][4] == 5  # simulator starts d <- d
+    c = await client(node)
+    response = await c.request("route", router="studio", destination=5, source=3)
+    assert response["ok"], response
+    assert response["result"]["crosspoints"] == [
+        {"level": "video", "destination": 5, "source": 3},
+        {"level": "audio", "destination": 5, "source": 3}]
+    state = node.routing.routers["studio"].state
+    assert (state.source(0, 4), state.source(1, 4)) == (2, 2)
+    event = await watcher.next_event()
+    assert event["event"] == "crosspoints"
+    assert event["crosspoints"] == response["result"]["crosspoints"]
+    # one level only
+    response = await c.request("route", router="studio", destination=5, source=7,
+                               levels=["audio"])
+    assert response["result"]["crosspoints"] == [{"level": "audio", "destination": 5, "source": 7}]
+    await c.close()
+    await watcher.close()
+
+
+@pytest.mark.parametrize("raw, code, field, words", [
+    ("{not json", "invalid", None, "not valid JSON"),
+    ("[1, 2]", "invalid", None, "expected a JSON object"),
+    ('{"id": 4}', "invalid", "type", "missing or non-string 'type'"),
+    ('{"type": "teleport", "id": 5}', "invalid", "type", "unknown message type 'teleport'"),
+    ('{"type": "route", "id": 6, "router": "studio", "source": 3}', "invalid", "destination",
+     "missing required field 'destination'"),
+    ('{"type": "route", "id": 7, "router": "studio", "destination": 1, "source": "3"}',
+     "invalid", "source", "must be of type integer"),
+    ('{"type": "route", "id": 8, "router": "studio", "destination": 0, "source": 3}',
+     "invalid", "destination", "must be ≥ 1"),
+    ('{"type": "route", "id": 9, "router": "studio", "destination": 1, "source": 3, "x": 1}',
+     "invalid", "x", "unknown field 'x'"),
+    ('{"type": "route", "id": 10, "router": "studio", "destination": 33, "source": 3}',
+     "out_of_range", "destination", "destination 33 out of range (1–32)"),
+    ('{"type": "route", "id": 11, "router": "nope", "destination": 1, "source": 3}',
+     "not_found", "router", "no router 'nope'"),
+    ('{"type": "route", "id": 12, "router": "studio", "destination": 1, "source": 3, '
+     '"levels": ["video 2"]}', "not_found", "level", "no level 'video 2'"),
+    ('{"type": "salvo", "id": 13, "name": "sports"}', "not_found", "name", "no salvo 'sports'"),
+])
+async def test_bad_requests_get_errors_and_the_connection_stays_open(node, raw, code, field, words):
+    c = await client(node)
+    await c.send_raw(raw)
+    message = await c.recv()
+    while message["type"] != "response":
+        message = await c.recv()
+    assert not message["ok"]
+    assert message["error"]["code"] == code, message
+    assert message["error"].get("field") == field, message
+    assert words in message["error"]["message"], message
+    assert (await c.request("ping"))["ok"]  # still open
+    await c.close()
+
+
+async def test_binary_frame_is_an_error(node):
+    c = await client(node)
+    await c.send_raw(b"\x00\x01")
+    message = await c.recv()
+    assert message["error"]["code"] == "invalid" and "binary" in message["error"]["message"]
+    await c.close()
+
+
+async def test_oversized_message_closes_1009_and_others_stay_up(settings_dir):
+    async with running_node(api_settings(settings_dir, max_message_bytes=4096)) as node:
+        other = await client(node)
+        big = await client(node, max_size=None)
+        await big.send_raw(json.dumps({"type": "ping", "pad": "x" * 10000}))
+        with pytest.raises(ConnectionClosed) as info:
+            while True:
+                await big.recv()
+        assert info.value.rcvd.code == 1009
+        response = await other.request("route", router="studio", destination=2, source=8)
+        assert response["ok"]
+        await other.close()
+
+
+async def test_salvo_reports_refused_crosspoints(node):
+    owner = await client(node, "operator2")
+    assert (await owner.request("protect", router="studio", destination=2, levels=["video"]))["ok"]
+    c = await client(node)
+    response = await c.request("salvo", name="news")
+    result = response["result"]
+    assert sorted((x["destination"], x["level"]) for x in result["taken"]) == [
+        (1, "audio"), (1, "video"), (2, "audio"), (3, "video")]
+    assert result["refused"] == [{
+        "level": "video", "destination": 2, "source": 10, "code": "protected",
+        "reason": "router 'studio': destination 2 (Output 2) on level video is protected by operator2"}]
+    state = node.routing.routers["studio"].state
+    assert state.source(0, 1) == 1 and state.source(1, 1) == 9
+    await c.close()
+    await owner.close()
+
+
+async def test_protect_lock_and_release(node):
+    alice, bob, admin = await client(node), await client(node, "operator2"), await client(node, "admin")
+    assert (await alice.request("protect", router="studio", destination=4))["ok"]
+    # the owner may route through a protect, others may not
+    assert (await alice.request("route", router="studio", destination=4, source=1))["ok"]
+    refused = await bob.request("route", router="studio", destination=4, source=2)
+    assert refused["error"]["code"] == "protected"
+    assert "protected by operator" in refused["error"]["message"]
+    # someone else's protect: release refused, force needs level 3
+    assert (await bob.request("release", router="studio", destination=4))["error"]["code"] == "protected"
+    forced = await bob.request("release", router="studio", destination=4, force=True)
+    assert forced["error"]["code"] == "forbidden"
+    assert (await admin.request("release", router="studio", destination=4, force=True))["ok"]
+    assert (await bob.request("route", router="studio", destination=4, source=2))["ok"]
+    # a lock stops its owner too
+    assert (await alice.request("lock", router="studio", destination=6))["ok"]
+    locked = await alice.request("route", router="studio", destination=6, source=1)
+    assert locked["error"]["code"] == "protected" and "locked by operator" in locked["error"]["message"]
+    assert (await alice.request("release", router="studio", destination=6))["ok"]
+    assert (await alice.request("route", router="studio", destination=6, source=1))["ok"]
+    for c in (alice, bob, admin):
+        await c.close()
+
+
+async def test_label_kept_in_settings_is_written_atomically(node):
+    watcher = await client(node, "watcher")
+    await watcher.request("subscribe")
+    operator = await client(node)
+    refused = await operator.request("label", router="studio", kind="source", index=3, text="CAM 3")
+    assert refused["error"]["code"] == "forbidden"
+    admin = await client(node, "admin")
+    assert (await admin.request("label", router="studio", kind="source", index=3, text="CAM 3"))["ok"]
+    event = await watcher.next_event()
+    assert event == {"type": "event", "event": "labels", "router": "studio", "kind": "source",
+                     "labels": [{"index": 3, "text": "CAM 3"}]}
+    folder = node.settings.folder
+    assert json.loads((folder / "labels.json").read_text()) == {
+        "routers": {"studio": {"sources": {"3": "CAM 3"}, "destinations": {}}}}
+    assert (await admin.request("label", router="studio", kind="source", index=3, text="CAM C"))["ok"]
+    assert json.loads((folder / "labels.json.prev").read_text())["routers"]["studio"]["sources"] == {
+        "3": "CAM 3"}
+    assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
+    for c in (watcher, operator, admin):
+        await c.close()
+
+
+async def test_heartbeats_arrive_within_the_timeout(settings_dir):
+    async with running_node(api_settings(settings_dir, heartbeat_timeout_ms=600)) as node:
+        c = await client(node)
+        assert c.hello["heartbeat_ms"] == 200
+        seqs = []
+        while len(seqs) < 3:
+            message = await c.recv(timeout=0.6)
+            if message["type"] == "heartbeat":
+                seqs.append(message["seq"])
+        assert seqs == sorted(seqs)
+        await c.close()
+
+
+async def test_subscriber_that_never_reads_does_not_delay_others(settings_dir):
+    """A raw socket that upgrades, subscribes and then never reads again."""
+    async with running_node(api_settings(settings_dir, subscriber_queue=64)) as node:
+        url = api_url(node)
+        port = int(url.rsplit(":", 1)[1])
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        writer.write(
+            b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        await reader.readuntil(b"\r\n\r\n")
+        for payload in (json.dumps({"type": "hello", "id": 1, "protocol": 1,
+                                    "token": TOKENS["watcher"]}),
+                        json.dumps({"type": "subscribe", "id": 2, "snapshot": False})):
+            data = payload.encode()
+            mask = b"\x01\x02\x03\x04"
+            writer.write(bytes([0x81, 0x80 | len(data)]) + mask
+                         + bytes(b ^ mask[i % 4] for i, b in enumerate(data)))
+        await writer.drain()
+        while node.bus.subscriber_count < 1:
+            await asyncio.sleep(0.01)
+        # from here on the slow client never reads
+        fast = await client(node, "watcher")
+        await fast.request("subscribe", snapshot=False)
+        operator = await client(node)
+        changes = 0
+        for round_ in range(40):
+            for dest in range(1, 33):
+                response = await operator.request(
+                    "route", router="studio", destination=dest, source=(dest + round_) % 32 + 1)
+                assert response["ok"]
+                changes += 1
+        received = 0
+        while received < changes * 2:  # two levels per route
+            event = await fast.next_event(timeout=5)
+            received += len(event["crosspoints"])
+        assert received == changes * 2
+        # the slow subscriber was dropped, not waited for
+        assert node.bus.subscriber_count == 1
+        writer.close()
+        await fast.close()
+        await operator.close()
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    import ipaddress
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+async def test_tls(settings_dir, tmp_path):
+    folder = api_settings(settings_dir, tls={"certificate": "cert.pem", "key": "key.pem"})
+    cert, _ = _self_signed(folder)
+    async with running_node(folder) as node:
+        url = api_url(node)
+        assert url.startswith("wss://")
+        context = ssl.create_default_context(cafile=str(cert))
+        c = await RawClient.open(url, TOKENS["operator"], ssl=context)
+        assert (await c.request("route", router="studio", destination=1, source=2))["ok"]
+        await c.close()
+        with pytest.raises(ssl.SSLError):  # a client that does not trust the certificate
+            await RawClient.open(url, TOKENS["operator"], ssl=ssl.create_default_context())

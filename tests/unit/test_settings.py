@@ -1,0 +1,238 @@
+"""Settings loading: every malformed folder is refused with file, line:column and JSON path."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tieline.cli import main
+from tieline.errors import SettingsError
+from tieline.model import Crosspoint, PortKind
+from tieline.plugin_manager import Plugins
+from tieline.settings import load_settings
+
+GOOD = {
+    "node": {"name": "studio-main", "role": "standalone"},
+    "routers": [{"id": "studio", "driver": "simulator", "levels": ["video", "audio"],
+                 "sources": 32, "destinations": 32}],
+    "apis": [{"type": "websocket", "listen": "127.0.0.1:8181"}],
+    "auth": {"users_file": "users.json", "loopback_anonymous_level": 0},
+}
+USERS = {"users": [{"name": "alice", "level": 2, "token_sha256": "a" * 64}]}
+
+
+def good(**changes: object) -> dict:
+    data = json.loads(json.dumps(GOOD))
+    data.update(changes)
+    return data
+
+
+def validate(folder: Path) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["validate", "--settings", str(folder)])
+    return result.exit_code, result.output
+
+
+def test_good_folder_loads(settings_dir):
+    folder = settings_dir({
+        "tieline.json": GOOD, "users.json": USERS,
+        "salvos.json": {"salvos": [{"name": "news", "router": "studio", "crosspoints": [
+            {"destination": 1, "source": 2}, {"destination": 3, "source": 4, "levels": ["audio"]}]}]},
+        "labels.json": {"routers": {"studio": {"sources": {"1": "CAM 1"},
+                                               "destinations": {"32": "PGM"}}}},
+    })
+    settings = load_settings(folder, Plugins())
+    assert settings.node_name == "studio-main"
+    assert [r.spec.id for r in settings.routers] == ["studio"]
+    assert settings.routers[0].spec.levels == ("video", "audio")
+    assert settings.routers[0].label_store == "device"  # the simulator stores labels
+    assert settings.salvos[0].crosspoints == (
+        Crosspoint(0, 0, 1), Crosspoint(1, 0, 1), Crosspoint(1, 2, 3))
+    assert settings.labels["studio"][PortKind.DESTINATION] == {31: "PGM"}
+    assert settings.users[0].name == "alice"
+    code, out = validate(folder)
+    assert code == 0, out
+    assert "valid (1 router(s), 1 API(s), 1 salvo(s), 1 user(s))" in out
+
+
+# Each case: files of the folder, then (file:line:col, JSON path, words of the message).
+CASES = {
+    "bad JSON": (
+        {"tieline.json": '{\n  "node": {"name": "a"}\n  "routers": []\n}\n'},
+        [("tieline.json:3:3", "$", "invalid JSON")],
+    ),
+    "truncated file": (
+        {"tieline.json": '{\n  "node": {"name": "a"},\n  "routers": [\n'},
+        [("tieline.json:4:1", "$.routers", "file ends in the middle of the JSON (truncated?)")],
+    ),
+    "empty file": (
+        {"tieline.json": ""},
+        [("tieline.json:1:1", "$", "empty")],
+    ),
+    "wrong type": (
+        {"tieline.json": good(routers=[{**GOOD["routers"][0], "sources": "32"}]), "users.json": USERS},
+        [("tieline.json:14:18", "$.routers[0].sources", 'expected an integer, got string "32"')],
+    ),
+    "unknown top-level key": (
+        {"tieline.json": {**GOOD, "rooters": []}, "users.json": USERS},
+        [("tieline.json:", "$.rooters", "unknown key 'rooters'; did you mean 'routers'?")],
+    ),
+    "unknown router key": (
+        {"tieline.json": good(routers=[{**GOOD["routers"][0], "sorces": 4}]), "users.json": USERS},
+        [("tieline.json:", "$.routers[0].sorces", "unknown key 'sorces'; did you mean 'sources'?")],
+    ),
+    "unknown driver": (
+        {"tieline.json": good(routers=[{**GOOD["routers"][0], "driver": "videohubb"}]),
+         "users.json": USERS},
+        [("tieline.json:", "$.routers[0].driver", "unknown driver 'videohubb'")],
+    ),
+    "duplicate router ids": (
+        {"tieline.json": good(routers=[GOOD["routers"][0], GOOD["routers"][0]]), "users.json": USERS},
+        [("tieline.json:", "$.routers[1].id", "duplicate router id 'studio'")],
+    ),
+    "out-of-range number": (
+        {"tieline.json": good(routers=[{**GOOD["routers"][0], "destinations": 0}]),
+         "users.json": USERS},
+        [("tieline.json:", "$.routers[0].destinations", "expected a number ≥ 1, got 0")],
+    ),
+    "out-of-range anonymous level": (
+        {"tieline.json": good(auth={"loopback_anonymous_level": 7})},
+        [("tieline.json:", "$.auth.loopback_anonymous_level", "expected a number ≤ 3, got 7")],
+    ),
+    "missing required key": (
+        {"tieline.json": good(node={"role": "standalone"}), "users.json": USERS},
+        [("tieline.json:2:11", "$.node", "missing required key 'name'")],
+    ),
+    "bad enum": (
+        {"tieline.json": good(node={"name": "a", "role": "primary"}), "users.json": USERS},
+        [("tieline.json:", "$.node.role", "expected one of \"standalone\", \"main\", \"backup\"")],
+    ),
+    "salvo naming a missing destination": (
+        {"tieline.json": GOOD, "users.json": USERS,
+         "salvos.json": {"salvos": [{"name": "x", "router": "studio",
+                                     "crosspoints": [{"destination": 33, "source": 1}]}]}},
+        [("salvos.json:", "$.salvos[0].crosspoints[0].destination",
+          "router 'studio' has no destination 33 (1–32)")],
+    ),
+    "salvo naming a missing router": (
+        {"tieline.json": GOOD, "users.json": USERS,
+         "salvos.json": {"salvos": [{"name": "x", "router": "nowhere",
+                                     "crosspoints": [{"destination": 1, "source": 1}]}]}},
+        [("salvos.json:", "$.salvos[0].router", "no router 'nowhere'")],
+    ),
+    "salvo naming a missing level": (
+        {"tieline.json": GOOD, "users.json": USERS,
+         "salvos.json": {"salvos": [{"name": "x", "router": "studio", "crosspoints": [
+             {"destination": 1, "source": 1, "levels": ["audio 2"]}]}]}},
+        [("salvos.json:", "$.salvos[0].crosspoints[0].levels[0]", "no level 'audio 2'")],
+    ),
+    "duplicate salvo names": (
+        {"tieline.json": GOOD, "users.json": USERS, "salvos.json": {"salvos": [
+            {"name": "x", "router": "studio", "crosspoints": [{"destination": 1, "source": 1}]},
+            {"name": "x", "router": "studio", "crosspoints": [{"destination": 2, "source": 1}]}]}},
+        [("salvos.json:", "$.salvos[1].name", "duplicate salvo name 'x'")],
+    ),
+    "label of a missing port": (
+        {"tieline.json": GOOD, "users.json": USERS,
+         "labels.json": {"routers": {"studio": {"sources": {"40": "CAM 40"}}}}},
+        [("labels.json:", "$.routers.studio.sources[\"40\"]", "has no source 40 (1–32)")],
+    ),
+    "missing users file": (
+        {"tieline.json": GOOD},
+        [("tieline.json:", "$.auth.users_file", "users file 'users.json' not found")],
+    ),
+    "bad token hash": (
+        {"tieline.json": GOOD,
+         "users.json": {"users": [{"name": "bob", "level": 2, "token_sha256": "secret"}]}},
+        [("users.json:", "$.users[0].token_sha256", "has the wrong form")],
+    ),
+    "unknown API type": (
+        {"tieline.json": good(apis=[{"type": "rest", "listen": "127.0.0.1:80"}]), "users.json": USERS},
+        [("tieline.json:", "$.apis[0].type", "unknown API type 'rest'")],
+    ),
+    "two APIs on one port": (
+        {"tieline.json": good(apis=[GOOD["apis"][0], GOOD["apis"][0]]), "users.json": USERS},
+        [("tieline.json:", "$.apis[1].listen", "127.0.0.1:8181 is already used by $.apis[0]")],
+    ),
+    "unknown key in an API block": (
+        {"tieline.json": good(apis=[{**GOOD["apis"][0], "heartbeat_ms": 5}]), "users.json": USERS},
+        [("tieline.json:", "$.apis[0].heartbeat_ms", "unknown key 'heartbeat_ms'")],
+    ),
+    "bad listen address": (
+        {"tieline.json": good(apis=[{"type": "websocket", "listen": "8181"}]), "users.json": USERS},
+        [("tieline.json:21:17", "$.apis[0].listen",
+          '"8181" has the wrong form; expected: HOST:PORT to listen on')],
+    ),
+    "role without failover": (
+        {"tieline.json": good(node={"name": "a", "role": "main"}), "users.json": USERS},
+        [("tieline.json:", "$.node.role", "role 'main' needs a 'failover' block")],
+    ),
+    "duplicate level names": (
+        {"tieline.json": good(routers=[{**GOOD["routers"][0], "levels": ["video", "video"]}]),
+         "users.json": USERS},
+        [("tieline.json:", "$.routers[0].levels[1]", "duplicate level name 'video'")],
+    ),
+    "transport with a typo": (
+        {"tieline.json": good(routers=[{**GOOD["routers"][0],
+                                        "transport": {"type": "tcp", "hots": "10.0.0.1"}}]),
+         "users.json": USERS},
+        [("tieline.json:", "$.routers[0].transport", "missing required key 'host'"),
+         ("tieline.json:", "$.routers[0].transport.hots", "unknown key 'hots'; did you mean 'host'?")],
+    ),
+    "transport the driver cannot use": (
+        {"tieline.json": good(routers=[{**GOOD["routers"][0], "transport": {"type": "serial"}}]),
+         "users.json": USERS},
+        [("tieline.json:", "$.routers[0].transport.type", "cannot run over 'serial'")],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_malformed_folder(case, settings_dir):
+    files, expected = CASES[case]
+    folder = settings_dir(files)
+    code, out = validate(folder)
+    assert code == 1, out
+    lines = [line.strip() for line in out.splitlines()[1:]]
+    assert len(lines) == len(expected), out
+    for line, (where, path, words) in zip(lines, expected):
+        assert line.startswith(where), out
+        assert f": {path}: " in line, out
+        assert words in line, out
+        file_part = line.split(": ", 1)[0]
+        if file_part.count(":") == 2:  # file:line:column, both positive
+            _, row, col = file_part.split(":")
+            assert int(row) >= 1 and int(col) >= 1, out
+
+
+def test_many_problems_reported_at_once(settings_dir):
+    data = good(node={"name": "a", "role": "primary"},
+                routers=[{**GOOD["routers"][0], "sources": -1, "colour": "red"}])
+    folder = settings_dir({"tieline.json": data})
+    with pytest.raises(SettingsError) as info:
+        load_settings(folder, Plugins())
+    paths = [p.path for p in info.value.problems]
+    assert paths == ["$.node.role", "$.routers[0].sources", "$.routers[0].colour",
+                     "$.auth.users_file"]
+    # positions follow the file: each problem's line is where its value stands
+    text = (folder / "tieline.json").read_text().splitlines()
+    for problem in info.value.problems:
+        key = problem.path.rsplit(".", 1)[-1].split("[")[0]
+        assert key in text[problem.line - 1]
+
+
+def test_missing_folder_and_file(tmp_path):
+    code, out = validate(tmp_path / "nope")
+    assert code == 1 and "settings folder not found" in out
+    code, out = validate(tmp_path)
+    assert code == 1 and "tieline.json: $: file not found" in out
+
+
+def test_disabled_plugin_makes_its_driver_unknown(settings_dir):
+    folder = settings_dir({"tieline.json": good(plugins={"disabled": ["simulator"]}),
+                           "users.json": USERS})
+    code, out = validate(folder)
+    assert code == 1
+    assert "$.routers[0].driver: unknown driver 'simulator'" in out
