@@ -23,7 +23,7 @@ import json
 import logging
 import ssl as ssl_module
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -315,22 +315,13 @@ class Client:
     def remove_listener(self, listener: Callable[[dict[str, Any]], None]) -> None:
         self._listeners.remove(listener)
 
-    async def events(self) -> AsyncIterator[dict[str, Any]]:
-        """Iterate over event messages until the connection ends (subscribe first)."""
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self.add_listener(queue.put_nowait)
-        try:
-            while not self._closed.is_set() or not queue.empty():
-                getter = asyncio.ensure_future(queue.get())
-                closer = asyncio.ensure_future(self._closed.wait())
-                done, _ = await asyncio.wait({getter, closer}, return_when=asyncio.FIRST_COMPLETED)
-                closer.cancel()
-                if getter in done:
-                    yield getter.result()
-                else:
-                    getter.cancel()
-        finally:
-            self.remove_listener(queue.put_nowait)
+    def events(self) -> EventStream:
+        """Event messages from now on, as an async iterator; it ends with the connection.
+
+        The stream starts queueing at once (before the first ``anext``); ``aclose()`` it when
+        done. Subscribe first, or no events come.
+        """
+        return EventStream(self)
 
     async def status(self) -> dict[str, Any]:
         return await self.request("status")
@@ -364,6 +355,40 @@ class Client:
 
     async def label(self, router: str, kind: str, index: int, text: str) -> None:
         await self.request("label", router=router, kind=kind, index=index, text=text)
+
+
+class EventStream:
+    """Events of one :class:`Client`, queued from the moment the stream was made."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+        self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        client.add_listener(self._queue.put_nowait)
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        if not self._queue.empty():
+            return self._queue.get_nowait()
+        closed = self._client._closed
+        if closed.is_set():
+            raise StopAsyncIteration
+        getter = asyncio.ensure_future(self._queue.get())
+        closer = asyncio.ensure_future(closed.wait())
+        try:
+            await asyncio.wait({getter, closer}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closer.cancel()
+            if not getter.done():
+                getter.cancel()
+        if getter.done() and not getter.cancelled():
+            return getter.result()
+        raise StopAsyncIteration
+
+    async def aclose(self) -> None:
+        if self._queue.put_nowait in self._client._listeners:
+            self._client.remove_listener(self._queue.put_nowait)
 
 
 def _describe(exc: BaseException) -> str:

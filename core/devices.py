@@ -253,6 +253,8 @@ class DeviceLink:
     read_size = 65536
     connect_timeout_s = 5.0
     write_timeout_s = 5.0
+    #: how long a closing connection may take to flush before the link moves on.
+    close_timeout_s = 1.0
 
     def __init__(
         self, driver: Driver, sink: LinkSink, *, clock: Any = time.monotonic,
@@ -304,7 +306,8 @@ class DeviceLink:
             log.debug("router '%s' >> %s", self.router, data[:256].hex(" "))
         try:
             stream.write(data)
-            await asyncio.wait_for(stream.drain(), self.write_timeout_s)
+            async with asyncio.timeout(self.write_timeout_s):
+                await stream.drain()
         except (TimeoutError, OSError) as exc:
             stream.close()
             why = (f"timed out after {self.write_timeout_s:g} s"
@@ -347,7 +350,9 @@ class DeviceLink:
             await self.driver.stop()
 
     async def _connect_and_follow(self) -> None:
-        stream = await asyncio.wait_for(self.driver.open(), self.connect_timeout_s)
+        # asyncio.timeout, never wait_for: on 3.11 wait_for can swallow a cancellation
+        async with asyncio.timeout(self.connect_timeout_s):
+            stream = await self.driver.open()
         session = self.driver.new_session()
         self._stream, self._session = stream, session
         try:
@@ -359,7 +364,8 @@ class DeviceLink:
             self._stream = self._session = None
             stream.close()
             try:
-                await asyncio.wait_for(stream.wait_closed(), 1.0)
+                async with asyncio.timeout(self.close_timeout_s):
+                    await stream.wait_closed()
             except (TimeoutError, OSError):
                 pass
 
@@ -380,7 +386,8 @@ class DeviceLink:
                 deadlines.append(session_deadline)
             timeout = max(0.0, min(deadlines) - now)
             try:
-                data = await asyncio.wait_for(stream.read(self.read_size), timeout)
+                async with asyncio.timeout(timeout):
+                    data = await stream.read(self.read_size)
             except TimeoutError:
                 data = None
             now = self.clock()

@@ -1,0 +1,5 @@
+"""``python -m tieline`` runs the ``tieline`` command."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,17 @@
+"""The simulator: an in-process router of any size, tieline's embedded default driver.
+
+It speaks a small line protocol (codec.py) with a real device emulator (emulator.py), so it
+runs through the same device link as every hardware driver; ``tieline emulate simulator``
+serves the same device over TCP.
+"""
+
+from __future__ import annotations
+
+from tieline import hookimpl
+
+from .driver import SimulatorDriver
+
+
+@hookimpl
+def tieline_router_drivers() -> list[type]:
+    return [SimulatorDriver]

@@ -1,0 +1,457 @@
+"""The simulated router: a stateful device speaking the simulator protocol (codec.py).
+
+Several controllers may connect at once, in-process (:meth:`SimulatedRouter.connect`, over
+a memory pipe) or over TCP (:meth:`SimulatedRouter.serve_tcp`). The device holds the
+truth: it enforces protects and locks, applies routes after its switching delay, in the
+order received, and tells every connected controller of every change. Changes can also be
+made at the frame, as a hardware panel would (:meth:`SimulatedRouter.panel_route`).
+
+Every command received is kept in :attr:`SimulatedRouter.command_log` so tests can prove
+what a controller sent (for example, that no ROUTE was sent while it started).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import socket
+from array import array
+from collections.abc import Coroutine, Mapping
+from typing import Any
+
+from tieline.errors import RemoteProtocolError
+from tieline.model import Crosspoint, PortKind, Protect, ProtectKind
+from tieline.transports import ByteStream, StreamPair, memory_pipe
+
+from .codec import (
+    MAX_NUMBER,
+    Codec,
+    Dump,
+    End,
+    ErrorReply,
+    Hello,
+    Info,
+    Label,
+    Message,
+    Ping,
+    Pong,
+    Release,
+    Role,
+    Route,
+    SetProtect,
+    Tally,
+    Unprotect,
+)
+
+log = logging.getLogger(__name__)
+
+
+class _Peer:
+    """One connected controller: its codec, its stream and its bounded outgoing buffer."""
+
+    def __init__(self, name: str, stream: ByteStream, limit: int) -> None:
+        self.name = name
+        self.stream = stream
+        self.limit = limit
+        self.codec = Codec(Role.DEVICE)
+        self.closed = False
+        self.tasks: list[asyncio.Task[None]] = []
+        self._out = bytearray()
+        self._ready = asyncio.Event()
+
+    def send(self, data: bytes) -> None:
+        """Queue bytes; a controller that lets more than ``limit`` pile up is dropped."""
+        if self.closed or not data:
+            return
+        self._out += data
+        if len(self._out) > self.limit:
+            log.warning(
+                "simulator: dropping controller %s: %d bytes queued and not read",
+                self.name, len(self._out),
+            )
+            self.abort()
+            return
+        self._ready.set()
+
+    async def write_loop(self) -> None:
+        try:
+            while True:
+                await self._ready.wait()
+                self._ready.clear()
+                while self._out:
+                    data = bytes(self._out)
+                    self._out.clear()
+                    self.stream.write(data)
+                    await self.stream.drain()
+        except (ConnectionError, OSError):
+            self.abort()
+
+    def abort(self) -> None:
+        """Close the connection and stop its tasks (not the calling one: it ends by itself)."""
+        if self.closed:
+            return
+        self.closed = True
+        self._out.clear()
+        self.stream.close()
+        current = asyncio.current_task()
+        for task in self.tasks:
+            if task is not current:
+                task.cancel()
+
+
+class SimulatedRouter:
+    """An in-process router of any size and level count.
+
+    Initially destination ``d`` is fed by source ``d % sources`` on every level, sources
+    are labelled "Input 1" … and destinations "Output 1" … (1-based, like a Videohub),
+    and nothing is protected.
+
+    :param levels: number of levels.
+    :param sources: number of sources (inputs).
+    :param destinations: number of destinations (outputs).
+    :param switch_delay_s: how long a route takes to take effect (routes keep their order).
+    :param labels: labels replacing the defaults: ``{PortKind: {index: text}}``, 0-based.
+    :param max_outgoing_bytes: per controller, how much unread output is kept before the
+        controller is dropped; by default twice a full dump, and at least 1 MiB.
+    """
+
+    read_size = 65536
+    #: routes waiting for the switching delay before the readers are held back.
+    max_pending_routes = 10_000
+
+    def __init__(
+        self, levels: int, sources: int, destinations: int, switch_delay_s: float = 0.0,
+        labels: Mapping[PortKind, Mapping[int, str]] | None = None, *,
+        max_outgoing_bytes: int | None = None,
+    ) -> None:
+        for what, count in (("levels", levels), ("sources", sources),
+                            ("destinations", destinations)):
+            if not 1 <= count <= MAX_NUMBER:
+                raise ValueError(f"a simulated router needs 1–{MAX_NUMBER} {what}, not {count}")
+        if switch_delay_s < 0:
+            raise ValueError(f"switch_delay_s must be 0 or more, not {switch_delay_s}")
+        self.levels = levels
+        self.sources = sources
+        self.destinations = destinations
+        self.switch_delay_s = switch_delay_s
+        row = array("i", (d % sources for d in range(destinations)))
+        #: per level, the source of each destination.
+        self.crosspoints: list[array] = [array("i", row) for _ in range(levels)]
+        self.labels: dict[PortKind, list[str]] = {
+            PortKind.SOURCE: [f"Input {i + 1}" for i in range(sources)],
+            PortKind.DESTINATION: [f"Output {i + 1}" for i in range(destinations)],
+        }
+        for kind, texts in (labels or {}).items():
+            for index, text in texts.items():
+                self.labels[PortKind(kind)][index] = text
+        #: protects and locks by (level, destination).
+        self.protects: dict[tuple[int, int], Protect] = {}
+        #: every command received: (controller name, message).
+        self.command_log: list[tuple[str, Message]] = []
+        dump_estimate = levels * destinations * 16 + (sources + destinations) * 48
+        self.max_outgoing_bytes = max_outgoing_bytes or max(1 << 20, 2 * dump_estimate)
+        self._encoder = Codec(Role.DEVICE)
+        self._peers: dict[str, _Peer] = {}
+        self._names = itertools.count(1)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._servers: list[asyncio.Server] = []
+        self._pending: asyncio.Queue[tuple[float, _Peer, Route]] | None = None
+        self._closing = False
+
+    # -- lifecycle ---------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start the switcher (idempotent; :meth:`connect` and :meth:`serve_tcp` call it)."""
+        if self._closing:
+            raise RuntimeError("this simulated router was closed; make a new one")
+        if self._pending is None:
+            self._pending = asyncio.Queue(self.max_pending_routes)
+            self._spawn(self._switcher(), "simulator switcher")
+
+    async def close(self) -> None:
+        """Stop serving, drop every controller and stop every task."""
+        self._closing = True
+        for server in self._servers:
+            server.close()
+        for peer in list(self._peers.values()):
+            peer.abort()
+        while self._tasks:
+            tasks = list(self._tasks)
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks)
+        for server in self._servers:
+            await server.wait_closed()
+        self._servers.clear()
+
+    async def __aenter__(self) -> SimulatedRouter:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("simulator: task %s failed", task.get_name(), exc_info=task.exception())
+
+    # -- connections -------------------------------------------------------------------
+    async def connect(self) -> ByteStream:
+        """A new in-process controller connection (a memory pipe served by the device)."""
+        await self.start()
+        ours, theirs = memory_pipe()
+        self._add_peer(f"local-{next(self._names)}", ours)
+        return theirs
+
+    async def serve_tcp(self, host: str = "127.0.0.1", port: int = 0) -> asyncio.Server:
+        """Accept controllers over TCP; the server is closed by :meth:`close`."""
+        await self.start()
+        server = await asyncio.start_server(self._accept, host, port)
+        self._servers.append(server)
+        return server
+
+    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._closing:
+            writer.close()
+            return
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        host, port = writer.get_extra_info("peername")[:2]
+        self._add_peer(f"{host}:{port}", StreamPair(reader, writer))
+
+    def _add_peer(self, name: str, stream: ByteStream) -> None:
+        peer = _Peer(name, stream, self.max_outgoing_bytes)
+        self._peers[name] = peer
+        peer.tasks.append(self._spawn(self._serve(peer), f"simulator {name}"))
+        peer.tasks.append(self._spawn(peer.write_loop(), f"simulator {name} writer"))
+
+    @property
+    def controllers(self) -> list[str]:
+        """Names of the controllers connected now."""
+        return list(self._peers)
+
+    async def disconnect_all(self) -> None:
+        """Close every controller connection (as a device reboot or a cable pull would)."""
+        peers = list(self._peers.values())
+        for peer in peers:
+            peer.abort()
+        tasks = [task for peer in peers for task in peer.tasks if not task.done()]
+        if tasks:
+            await asyncio.wait(tasks)
+
+    def send_raw(self, data: bytes) -> None:
+        """Send bytes as they are to every controller (to test their handling of garbage)."""
+        for peer in list(self._peers.values()):
+            peer.send(data)
+
+    async def _serve(self, peer: _Peer) -> None:
+        try:
+            while not peer.closed:
+                try:
+                    data = await peer.stream.read(self.read_size)
+                except (ConnectionError, OSError):
+                    break
+                if not data:
+                    break
+                peer.codec.receive_data(data)
+                while not peer.closed:
+                    try:
+                        message = peer.codec.next_event()
+                    except RemoteProtocolError as exc:
+                        log.debug("simulator: bad line from %s: %s", peer.name, exc)
+                        peer.send(self._encoder.send(
+                            ErrorReply("syntax", None, None, None, _printable(str(exc)))
+                        ))
+                        continue
+                    if message is None:
+                        break
+                    self.command_log.append((peer.name, message))
+                    await self._handle(peer, message)
+        finally:
+            self._peers.pop(peer.name, None)
+            peer.abort()
+
+    # -- commands ----------------------------------------------------------------------
+    async def _handle(self, peer: _Peer, message: Message) -> None:
+        match message:
+            case Route():
+                assert self._pending is not None
+                if self.switch_delay_s > 0 or not self._pending.empty():
+                    due = asyncio.get_running_loop().time() + self.switch_delay_s
+                    await self._pending.put((due, peer, message))
+                else:
+                    self._apply_route(peer, message)
+            case Hello():
+                peer.send(self._encoder.send(Hello()))
+            case Dump():
+                peer.send(self._dump())
+            case SetProtect():
+                self._protect(peer, message)
+            case Release():
+                self._release(peer, message)
+            case Label(kind, index, text):
+                if index >= len(self.labels[kind]):
+                    self._refuse(peer, "range", None, None, None,
+                                 f"{kind} {index + 1} out of range (1–{len(self.labels[kind])})")
+                else:
+                    self._set_label(kind, index, text, requester=peer)
+            case Ping():
+                peer.send(self._encoder.send(Pong()))
+
+    async def _switcher(self) -> None:
+        assert self._pending is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            due, peer, route = await self._pending.get()
+            delay = due - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self._apply_route(peer, route)
+
+    def _apply_route(self, peer: _Peer, route: Route) -> None:
+        changed: list[Crosspoint] = []
+        confirmed: list[Crosspoint] = []
+        for xp in route.crosspoints:
+            if not self._check_crosspoint(peer, xp):
+                continue
+            protect = self.protects.get((xp.level, xp.destination))
+            if protect is not None and (protect.kind is ProtectKind.LOCK
+                                        or protect.owner != route.owner):
+                self._refuse(
+                    peer, "locked" if protect.kind is ProtectKind.LOCK else "protected",
+                    xp.level, xp.destination, protect.owner,
+                    f"destination {xp.destination + 1} on level {xp.level + 1} is "
+                    f"{protect.kind}ed by {protect.owner}",
+                )
+                continue
+            row = self.crosspoints[xp.level]
+            if row[xp.destination] == xp.source:
+                confirmed.append(xp)
+            else:
+                row[xp.destination] = xp.source
+                changed.append(xp)
+        if changed:
+            self._broadcast(Tally(tuple(changed)))
+        if confirmed:
+            peer.send(self._encoder.send(Tally(tuple(confirmed))))
+
+    def _check_crosspoint(self, peer: _Peer, xp: Crosspoint) -> bool:
+        for what, value, count in (("level", xp.level, self.levels),
+                                   ("destination", xp.destination, self.destinations),
+                                   ("source", xp.source, self.sources)):
+            if value >= count:
+                self._refuse(peer, "range", xp.level, xp.destination, None,
+                             f"{what} {value + 1} out of range (1–{count})")
+                return False
+        return True
+
+    def _protect(self, peer: _Peer, request: SetProtect) -> None:
+        if not self._check_crosspoint(peer, Crosspoint(request.level, request.destination, 0)):
+            return
+        key = (request.level, request.destination)
+        current = self.protects.get(key)
+        if current is not None and current.owner != request.owner:
+            self._refuse(
+                peer, "locked" if current.kind is ProtectKind.LOCK else "protected",
+                request.level, request.destination, current.owner,
+                f"destination {request.destination + 1} on level {request.level + 1} is "
+                f"already {current.kind}ed by {current.owner}",
+            )
+            return
+        wanted = Protect(request.kind, request.owner)
+        if current == wanted:
+            peer.send(self._encoder.send(request))
+            return
+        self.protects[key] = wanted
+        self._broadcast(request)
+
+    def _release(self, peer: _Peer, request: Release) -> None:
+        if not self._check_crosspoint(peer, Crosspoint(request.level, request.destination, 0)):
+            return
+        key = (request.level, request.destination)
+        current = self.protects.get(key)
+        released = Unprotect(request.level, request.destination)
+        if current is None:
+            peer.send(self._encoder.send(released))
+        elif current.owner == request.owner or request.force:
+            del self.protects[key]
+            self._broadcast(released)
+        else:
+            self._refuse(
+                peer, "not_owner", request.level, request.destination, current.owner,
+                f"destination {request.destination + 1} on level {request.level + 1} is "
+                f"{current.kind}ed by {current.owner}; only its owner may release it "
+                "(or force it)",
+            )
+
+    def _set_label(self, kind: PortKind, index: int, text: str,
+                   requester: _Peer | None = None) -> None:
+        label = Label(kind, index, text)
+        if self.labels[kind][index] == text:
+            if requester is not None:
+                requester.send(self._encoder.send(label))
+            return
+        self.labels[kind][index] = text
+        self._broadcast(label)
+
+    def _refuse(self, peer: _Peer, code: str, level: int | None, destination: int | None,
+                owner: str | None, text: str) -> None:
+        peer.send(self._encoder.send(ErrorReply(code, level, destination, owner, text)))
+
+    def _broadcast(self, message: Message) -> None:
+        data = self._encoder.send(message)
+        for peer in list(self._peers.values()):
+            peer.send(data)
+
+    def _dump(self) -> bytes:
+        send = self._encoder.send
+        parts = [send(Info(self.levels, self.sources, self.destinations))]
+        for kind, texts in self.labels.items():
+            parts += [send(Label(kind, index, text)) for index, text in enumerate(texts)]
+        for level, row in enumerate(self.crosspoints):
+            parts.append(send(Tally(tuple(
+                Crosspoint(level, dest, src) for dest, src in enumerate(row)
+            ))))
+        for (level, dest), protect in sorted(self.protects.items()):
+            parts.append(send(SetProtect(level, dest, protect.kind, protect.owner)))
+        parts.append(send(End()))
+        return b"".join(parts)
+
+    # -- the frame's own panel -------------------------------------------------------------
+    def panel_route(self, level: int, destination: int, source: int) -> None:
+        """Route at the frame, as a hardware panel would: at once, whatever the protects.
+
+        Every connected controller is told.
+        """
+        for what, value, count in (("level", level, self.levels),
+                                   ("destination", destination, self.destinations),
+                                   ("source", source, self.sources)):
+            if not 0 <= value < count:
+                raise ValueError(f"{what} {value} out of range (0–{count - 1})")
+        row = self.crosspoints[level]
+        if row[destination] != source:
+            row[destination] = source
+            self._broadcast(Tally((Crosspoint(level, destination, source),)))
+
+    def panel_label(self, kind: PortKind, index: int, text: str) -> None:
+        """Change a label at the frame; every connected controller is told."""
+        if not 0 <= index < len(self.labels[kind]):
+            raise ValueError(f"{kind} {index} out of range (0–{len(self.labels[kind]) - 1})")
+        self._encoder.send(Label(kind, index, text))  # raises ValueError if unsendable
+        self._set_label(kind, index, text)
+
+    def source(self, level: int, destination: int) -> int:
+        """The source feeding ``destination`` on ``level`` now."""
+        return self.crosspoints[level][destination]
+
+
+def _printable(text: str) -> str:
+    return "".join(c if c.isprintable() else "?" for c in text)

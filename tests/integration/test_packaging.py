@@ -1,0 +1,91 @@
+"""The distribution as users get it: a wheel built from the repository, in a fresh venv."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BUNDLED = {"simulator", "websocket_api"}
+
+pytestmark = pytest.mark.packaging
+
+
+def run(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    result = subprocess.run(args, capture_output=True, text=True, timeout=600, **kwargs)
+    assert result.returncode == 0, f"{args}: {result.stdout}\n{result.stderr}"
+    return result
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(ROOT))
+    (found,) = out.glob("tieline-*.whl")
+    return found
+
+
+@pytest.fixture(scope="module")
+def venv(tmp_path_factory, wheel) -> Path:
+    """A fresh venv (no system site-packages) with only the wheel and its dependencies."""
+    root = tmp_path_factory.mktemp("venv")
+    run(sys.executable, "-m", "venv", str(root))
+    run(str(root / "bin" / "python"), "-m", "pip", "install", "-q", str(wheel))
+    return root
+
+
+def test_wheel_layout(wheel):
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "tieline/__init__.py" in names
+    assert "tieline/plugins/simulator/__init__.py" in names
+    assert "tieline/plugins/websocket_api/server.py" in names
+    assert "tieline/schemas/settings/tieline.schema.json" in names
+    assert "tieline/schemas/api/request/route.schema.json" in names
+    assert not [n for n in names if n.startswith(("core/", "plugins/", "schemas/", "tests/"))]
+    assert not [n for n in names if n.startswith("tieline/plugins/plugins")]
+
+
+def test_every_entry_point_loads_in_a_fresh_venv(venv):
+    script = (
+        "import importlib.metadata as m, json\n"
+        "eps = m.entry_points(group='tieline')\n"
+        "print(json.dumps({ep.name: ep.load().__name__ for ep in eps}))\n"
+    )
+    result = run(str(venv / "bin" / "python"), "-c", script, cwd="/")
+    loaded = json.loads(result.stdout)
+    assert set(loaded) == BUNDLED
+    assert loaded["simulator"] == "tieline.plugins.simulator"
+    plugins = json.loads(run(str(venv / "bin" / "tieline"), "plugins", "--json", cwd="/").stdout)
+    assert {p["name"]: p["status"] for p in plugins["plugins"]} == {
+        "tieline.core": "loaded", "simulator": "loaded", "websocket_api": "loaded"}
+
+
+def test_fresh_venv_serves_the_demo(venv, tmp_path):
+    env = dict(os.environ, XDG_CONFIG_HOME=str(tmp_path / "config"))
+    env.pop("TIELINE_SETTINGS", None)
+    tieline = str(venv / "bin" / "tieline")
+    proc = subprocess.Popen([tieline, "run"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env, cwd="/")
+    try:
+        for line in proc.stdout:
+            if "serving ws://127.0.0.1:8181" in line:
+                break
+        else:
+            raise AssertionError(proc.stderr.read())
+        routed = run(tieline, "route", "5", "3", env=env, cwd="/")
+        assert routed.stdout.strip().endswith("on video, audio: confirmed")
+        tally = json.loads(run(tieline, "tally", "--json", env=env, cwd="/").stdout)
+        crosspoints = tally["routers"][0]["crosspoints"]
+        for level in ("video", "audio"):
+            assert {"level": level, "destination": 5, "source": 3} in crosspoints
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=15)
+    assert proc.returncode == 0, err
