@@ -19,7 +19,7 @@ from .apis import ApiCommand, ClientApi
 from .auth import Authenticator
 from .devices import DeviceLink
 from .errors import PluginError, TielineError
-from .events import EventBus
+from .events import EventBus, Subscription
 from .failover import Failover, NodeStatus, Role, State
 from .model import RouterState
 from .plugin_manager import Plugins
@@ -108,11 +108,15 @@ class Node:
 
     async def run(self, ready: Callable[[Node], Any] | None = None) -> None:
         """Run until :meth:`stop` is called or the task is cancelled."""
+        observed = None
+        if self.plugins.pm.hook.tieline_event.get_hookimpls():
+            # subscribed before any link runs, so observers see every event from the start
+            observed = self.bus.subscribe("observer plugins", maxsize=100_000)
         async with asyncio.TaskGroup() as tg:
             link_tasks = [
                 tg.create_task(link.run(), name=f"link {link.router}") for link in self.links
             ]
-            observer = tg.create_task(self._observe(), name="observers")
+            observer = tg.create_task(self._observe(observed), name="observers")
             started: list[ClientApi] = []
             try:
                 for api in self.apis:
@@ -143,12 +147,15 @@ class Node:
         for task in tasks:
             task.cancel()
 
-    async def _observe(self) -> None:
+    async def _observe(self, subscription: Subscription | None) -> None:
         """Feed every event to ``tieline_event`` hook implementations, in order."""
-        if not self.plugins.pm.hook.tieline_event.get_hookimpls():
+        if subscription is None:
             return
-        async for event in self.bus.subscribe("observer plugins", maxsize=100_000):
-            await self.plugins.notify("tieline_event", event=event)
+        try:
+            async for event in subscription:
+                await self.plugins.notify("tieline_event", event=event)
+        finally:
+            subscription.close("node stopping")
 
 
 def build_node(folder: Path | str) -> Node:

@@ -36,8 +36,8 @@ def start(args: list[str], env: dict) -> tuple[subprocess.Popen, str]:
     raise AssertionError(f"tieline run stopped: {''.join(lines)} {proc.stderr.read()}")
 
 
-def stop(proc: subprocess.Popen) -> tuple[int, str]:
-    proc.send_signal(signal.SIGTERM)
+def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> tuple[int, str]:
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=15)
     return proc.returncode, out + err
 
@@ -161,5 +161,6 @@ def test_settings_from_environment_and_port_in_use(tmp_path):
         assert second.returncode == 1
         assert f"websocket API cannot listen on 127.0.0.1:{port}" in second.stderr
     finally:
-        code, output = stop(proc)
+        code, output = stop(proc, signal.SIGINT)  # Ctrl-C
     assert code == 0, output
+    assert "tieline: stopped" in output
