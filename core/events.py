@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,10 +109,14 @@ class Subscription:
     queue overflowed (``dropped`` is then True and ``reason`` says why).
     """
 
-    __slots__ = ("name", "maxsize", "_queue", "_waiter", "_bus", "closed", "dropped", "reason")
+    __slots__ = ("name", "maxsize", "_queue", "_waiter", "_bus", "closed", "dropped", "reason",
+                 "on_drop")
 
-    def __init__(self, bus: EventBus, name: str, maxsize: int) -> None:
+    def __init__(
+        self, bus: EventBus, name: str, maxsize: int, on_drop: Callable[[], None] | None = None
+    ) -> None:
         self._bus = bus
+        self.on_drop = on_drop
         self.name = name
         self.maxsize = maxsize
         self._queue: collections.deque[Event] = collections.deque()
@@ -168,13 +173,17 @@ class EventBus:
     def __init__(self) -> None:
         self._subscribers: dict[int, Subscription] = {}
 
-    def subscribe(self, name: str, maxsize: int = 4096) -> Subscription:
+    def subscribe(
+        self, name: str, maxsize: int = 4096, on_drop: Callable[[], None] | None = None
+    ) -> Subscription:
         """A new subscription; events published from now on are queued for it.
 
         :param name: who subscribes, for the log line if it is dropped.
         :param maxsize: queue bound; when exceeded the subscriber is dropped.
+        :param on_drop: called (synchronously, from publish) when it is dropped, e.g. to
+            close the client's connection at once.
         """
-        sub = Subscription(self, name, maxsize)
+        sub = Subscription(self, name, maxsize, on_drop)
         self._subscribers[id(sub)] = sub
         return sub
 
@@ -195,3 +204,5 @@ class EventBus:
             )
             sub.dropped = True
             sub.close(f"too slow: {sub.maxsize} events queued and not read")
+            if sub.on_drop is not None:
+                sub.on_drop()

@@ -127,8 +127,15 @@ class WebSocketApi(ClientApi):
             ) from exc
 
     async def close(self) -> None:
-        if self.server is not None:
-            self.server.close(close_connections=True)
+        if self.server is None:
+            return
+        self.server.close(close_connections=True)
+        try:
+            async with asyncio.timeout(3.0):
+                await self.server.wait_closed()
+        except TimeoutError:  # clients that do not read cannot take a close frame
+            for conn in list(self.connections):
+                conn.ws.transport.abort()
             await self.server.wait_closed()
 
     def encode_event(self, event: Event) -> str | None:
@@ -274,7 +281,8 @@ class Connection:
         if mtype == "subscribe":
             if self.subscription is None:
                 self.subscription = self.node.bus.subscribe(
-                    f"websocket client {principal.name} {self.address}", self.api.subscriber_queue)
+                    f"websocket client {principal.name} {self.address}", self.api.subscriber_queue,
+                    on_drop=lambda: self._spawn(self._close_slow(), "ws close slow"))
                 self._spawn(self._forward(self.subscription), "ws events")
             # the snapshot is taken in the same step as the subscription began: no gap
             return messages.snapshot(routing) if m.get("snapshot", True) else {}
@@ -314,9 +322,15 @@ class Connection:
                     await self.ws.send(text)
         except ConnectionClosed:
             return
-        if subscription.dropped:
-            log.warning("websocket client %s dropped: %s", self.address, subscription.reason)
-            await self.ws.close(1013, "too slow: events not read")
+
+    async def _close_slow(self) -> None:
+        """Close a client that stopped reading: 1013 if the frame gets out, else abort."""
+        log.warning("websocket client %s dropped: too slow, events not read", self.address)
+        try:
+            async with asyncio.timeout(1.0):
+                await self.ws.close(1013, "too slow: events not read")
+        except TimeoutError:
+            self.ws.transport.abort()
 
     async def _heartbeat(self) -> None:
         seq = 0
