@@ -187,7 +187,7 @@ def _write_users(path: Path, data: dict[str, Any]) -> None:
         if errors:
             raise click.ClickException(f"refusing to write an invalid users file: {errors[0].message}")
 
-    write_json_atomic(path, data, validate=check)
+    write_json_atomic(path, data, validate=check, new_mode=0o600)
 
 
 @users.command("add")

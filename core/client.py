@@ -176,12 +176,17 @@ class Client:
                     ConnectionLost) as exc:
                 failures.append(f"{url}: {_describe(exc)}")
                 await self._drop()
+            except RequestError:  # the server refused our hello: do not try the others
+                await self._drop("hello refused")
+                raise
         raise ConnectionLost("cannot reach any tieline server: " + "; ".join(failures))
 
     async def _open(self, url: str) -> None:
-        ssl = self.ssl if url.startswith("wss:") else None
-        ws = await connect(url, ssl=ssl, compression=None, proxy=None, ping_interval=None,
-                           max_size=None, close_timeout=2)
+        options: dict[str, Any] = {}
+        if url.startswith("wss:") and self.ssl is not None:
+            options["ssl"] = self.ssl  # else websockets verifies against the system's CAs
+        ws = await connect(url, compression=None, proxy=None, ping_interval=None,
+                           max_size=None, close_timeout=2, **options)
         self._ws = ws
         self._closed = asyncio.Event()
         self.close_reason = None

@@ -38,7 +38,7 @@ def ensure_demo(folder: Path | None = None) -> Path:
     if (folder / "tieline.json").exists():
         return folder
     folder.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(folder / "users.json", {"users": []})
+    write_json_atomic(folder / "users.json", {"users": []}, new_mode=0o600)
     write_json_atomic(folder / "labels.json", {"routers": {"studio": {
         "sources": {str(i + 1): name for i, name in enumerate(_SOURCES)},
         "destinations": {str(i + 1): name for i, name in enumerate(_DESTINATIONS)},

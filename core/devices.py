@@ -362,7 +362,13 @@ class DeviceLink:
             await self._follow(stream, session, now)
         finally:
             self._stream = self._session = None
-            stream.close()
+            # abort, not close: a device that stopped reading would keep a closing socket
+            # (and its buffered commands) alive; nothing queued may reach it after a resync
+            abort = getattr(stream, "abort", None)
+            if abort is not None:
+                abort()
+            else:
+                stream.close()
             try:
                 async with asyncio.timeout(self.close_timeout_s):
                     await stream.wait_closed()

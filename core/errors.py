@@ -140,6 +140,11 @@ class Protected(RequestError):
         self.owner = owner
         super().__init__(message, field=field)
 
+    def to_dict(self) -> dict[str, object]:
+        out = super().to_dict()
+        out["owner"] = self.owner
+        return out
+
 
 class Refused(RequestError):
     code = "refused"

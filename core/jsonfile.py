@@ -474,6 +474,7 @@ def write_json_atomic(
     *,
     validate: Callable[[object], None] | None = None,
     keep_previous: bool = True,
+    new_mode: int | None = None,
 ) -> None:
     """Replace the JSON file at ``path`` with ``data``, atomically and durably.
 
@@ -486,6 +487,8 @@ def write_json_atomic(
     :param validate: called with ``data`` before anything else; it raises to refuse, and then
         nothing on disk changes.
     :param keep_previous: keep the file being replaced as ``<name>.prev``.
+    :param new_mode: permission bits for a file that does not exist yet (e.g. ``0o600`` for
+        a users file); an existing file keeps its mode.
     :raises: whatever ``validate`` raises; :class:`TypeError` or :class:`ValueError` if
         ``data`` cannot be serialised; :class:`OSError` if the file cannot be written. In
         every case the temporary file is removed and ``path`` is unchanged.
@@ -498,7 +501,10 @@ def write_json_atomic(
     try:
         mode: int | None = stat.S_IMODE(os.stat(path).st_mode)
     except FileNotFoundError:
-        mode = None  # a new file: the usual 0o666 minus the umask, like open()
+        mode = None  # a new file: new_mode, or the usual 0o666 minus the umask
+    keep_old = mode is not None
+    if mode is None:
+        mode = new_mode
     fd, tmp = _create_temp(folder, path.name)
     renamed = False
     try:
@@ -508,7 +514,7 @@ def write_json_atomic(
             out.write(payload)
             out.flush()
             os.fsync(out.fileno())
-        if keep_previous and mode is not None:
+        if keep_previous and keep_old:
             _keep_previous(path)
         os.replace(tmp, path)
         renamed = True

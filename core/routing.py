@@ -190,7 +190,9 @@ class RoutingService:
             elif isinstance(report, ProtectReport):
                 levels = range(len(state.spec.levels)) if report.level is None else [report.level]
                 for level in levels:
-                    if not 0 <= report.destination < state.spec.destinations:
+                    # a device larger than settings say: only the configured part counts
+                    if not (0 <= level < len(state.spec.levels)
+                            and 0 <= report.destination < state.spec.destinations):
                         continue
                     if state.set_protect(level, report.destination, report.protect):
                         self.bus.publish(

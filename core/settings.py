@@ -432,10 +432,15 @@ class _Loader:
                     ok = False
                 else:
                     tcls = self.transports[ttype][1]
-                    ok &= self.problems.schema(
+                    transport_ok = self.problems.schema(
                         main, _closed(["type"], tcls.settings_schema), transport,
                         base + ("transport",),
                     )
+                    ok &= transport_ok
+                    checks = tcls.check(transport, default_port=cls.default_port) if transport_ok else []
+                    for key, message in checks:
+                        self.problems.add(main, base + ("transport",), f"'{key}': {message}")
+                        ok = False
             if block.get("label_store") == "device" and not cls.device_labels:
                 self.problems.add(
                     main, base + ("label_store",),
@@ -634,7 +639,8 @@ class SettingsStore:
             for rid, kinds in settings.labels.items()
         }
 
-    def _write(self, name: str, schema_name: str, data: dict[str, Any]) -> None:
+    def _write(self, name: str, schema_name: str, data: dict[str, Any],
+               new_mode: int | None = None) -> None:
         def validate(value: object) -> None:
             errors = list(Draft202012Validator(core_schema(schema_name)).iter_errors(value))
             if errors:
@@ -643,7 +649,7 @@ class SettingsStore:
                 )
                 raise InvalidRequest(f"refusing to write an invalid {name}: {detail}")
 
-        write_json_atomic(self.folder / name, data, validate=validate)
+        write_json_atomic(self.folder / name, data, validate=validate, new_mode=new_mode)
 
     def save_label(self, router: str, kind: PortKind, index: int, text: str) -> None:
         """Store one port label in labels.json (the change is written before it applies)."""
@@ -669,4 +675,5 @@ class SettingsStore:
     def save_users(self, users_file: str, users: Iterable[User]) -> None:
         """Replace the users file."""
         self.guard()
-        self._write(users_file, "users.schema.json", {"users": [u.to_dict() for u in users]})
+        self._write(users_file, "users.schema.json", {"users": [u.to_dict() for u in users]},
+                    new_mode=0o600)

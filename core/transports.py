@@ -16,7 +16,12 @@ from .plugin_manager import hookimpl
 
 
 class ByteStream(Protocol):
-    """A connected, ordered byte stream (what asyncio's StreamReader/Writer pair offers)."""
+    """A connected, ordered byte stream (what asyncio's StreamReader/Writer pair offers).
+
+    A stream may also offer ``abort()`` (drop the connection without flushing); the device
+    link uses it when a connection ends, so a device that stopped reading cannot keep
+    stale commands queued.
+    """
 
     async def read(self, n: int) -> bytes:
         """Up to ``n`` bytes; ``b""`` at end of stream."""
@@ -49,6 +54,10 @@ class StreamPair:
     def close(self) -> None:
         self.writer.close()
 
+    def abort(self) -> None:
+        """Drop the connection without flushing what is buffered."""
+        self.writer.transport.abort()
+
     async def wait_closed(self) -> None:
         try:
             await self.writer.wait_closed()
@@ -74,6 +83,11 @@ class Transport:
         """Connect; raise :class:`LinkError` with a readable reason on failure."""
         raise NotImplementedError
 
+    @classmethod
+    def check(cls, options: dict[str, Any], *, default_port: int | None) -> list[tuple[str, str]]:
+        """Problems no schema can state, as ``(key, message)`` pairs (checked by validate)."""
+        return []
+
     def describe(self) -> str:
         """Where this transport goes, for log lines (``tcp://10.0.0.5:9990``)."""
         return self.name
@@ -93,6 +107,12 @@ class TcpTransport(Transport):
         "required": ["type", "host"],
         "additionalProperties": False,
     }
+
+    @classmethod
+    def check(cls, options: dict[str, Any], *, default_port: int | None) -> list[tuple[str, str]]:
+        if "port" not in options and default_port is None:
+            return [("port", "this driver has no usual port: give \"port\"")]
+        return []
 
     @property
     def host(self) -> str:
@@ -150,6 +170,9 @@ class _MemoryEnd:
 
     async def wait_closed(self) -> None:
         return None
+
+    def abort(self) -> None:
+        self.close()
 
 
 def memory_pipe() -> tuple[ByteStream, ByteStream]:

@@ -1,8 +1,8 @@
 """The simulator: an in-process router of any size, tieline's embedded default driver.
 
 It speaks a small line protocol (codec.py) with a real device emulator (emulator.py), so it
-runs through the same device link as every hardware driver; ``tieline emulate simulator``
-serves the same device over TCP.
+runs through the same device link as every hardware driver; ``SimulatedRouter.serve_tcp``
+serves the same device over TCP (the ``tieline emulate`` command arrives with the drivers).
 """
 
 from __future__ import annotations

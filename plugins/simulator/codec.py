@@ -497,7 +497,8 @@ class Codec:
                 line = (f"RELEASE {_enc_number(level)} {_enc_number(destination)} "
                         f"{_enc_owner(owner)} {1 if force else 0}")
             case Label(kind, index, text):
-                line = f"LABEL {_PORT_LETTER[PortKind(kind)]} {_enc_number(index)} {_enc_text(text)}"
+                letter = _PORT_LETTER[PortKind(kind)]
+                line = f"LABEL {letter} {_enc_number(index)} {_enc_text(text)}"
             case ErrorReply(code, level, destination, owner, text):
                 if not _CODE.fullmatch(code):
                     raise ValueError(f"error code {code!r} must be a lower-case word")

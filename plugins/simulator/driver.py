@@ -2,7 +2,7 @@
 
 Without a ``"transport"`` block the driver starts an in-process :class:`SimulatedRouter`
 sized from the router's settings and talks to it over a memory pipe; with one (``tcp``, for
-example to ``tieline emulate simulator``) it connects like any hardware driver. Either way
+example to a ``SimulatedRouter.serve_tcp`` server) it connects like any hardware driver. Either way
 the same bytes go through the same :class:`tieline.devices.DeviceLink`.
 
 Settings (the router block): ``switch_delay_ms`` — how long the in-process simulator takes
@@ -27,7 +27,7 @@ from tieline.devices import (
 )
 from tieline.errors import InvalidRequest, LinkError, RemoteProtocolError
 from tieline.model import Crosspoint, PortKind, Protect, ProtectKind, RouterSpec
-from tieline.transports import ByteStream
+from tieline.transports import ByteStream, Transport
 
 from .codec import (
     OWNER_CODES,
@@ -186,7 +186,9 @@ class SimulatorDriver(Driver):
     keepalive_timeout_s = 6.0
     sync_timeout_s = 10.0
 
-    def __init__(self, spec: RouterSpec, options: dict[str, Any], transport: Any) -> None:
+    def __init__(
+        self, spec: RouterSpec, options: dict[str, Any], transport: Transport | None
+    ) -> None:
         super().__init__(spec, options, transport)
         #: the in-process device while the link runs (None with a transport block).
         self.device: SimulatedRouter | None = None

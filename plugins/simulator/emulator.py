@@ -152,11 +152,12 @@ class SimulatedRouter:
         dump_estimate = levels * destinations * 16 + (sources + destinations) * 48
         self.max_outgoing_bytes = max_outgoing_bytes or max(1 << 20, 2 * dump_estimate)
         self._encoder = Codec(Role.DEVICE)
-        self._peers: dict[str, _Peer] = {}
+        self._peers: set[_Peer] = set()
         self._names = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
         self._servers: list[asyncio.Server] = []
         self._pending: asyncio.Queue[tuple[float, _Peer, Route]] | None = None
+        self._routes_waiting = 0  #: routes queued or being delayed by the switcher
         self._closing = False
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -173,8 +174,8 @@ class SimulatedRouter:
         self._closing = True
         for server in self._servers:
             server.close()
-        for peer in list(self._peers.values()):
-            peer.abort()
+        for peer in list(self._peers):
+            self._drop(peer)
         while self._tasks:
             tasks = list(self._tasks)
             for task in tasks:
@@ -224,32 +225,36 @@ class SimulatedRouter:
         sock = writer.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        host, port = writer.get_extra_info("peername")[:2]
+        host, port = (writer.get_extra_info("peername") or ("?", 0))[:2]
         self._add_peer(f"{host}:{port}", StreamPair(reader, writer))
 
     def _add_peer(self, name: str, stream: ByteStream) -> None:
         peer = _Peer(name, stream, self.max_outgoing_bytes)
-        self._peers[name] = peer
+        self._peers.add(peer)
         peer.tasks.append(self._spawn(self._serve(peer), f"simulator {name}"))
         peer.tasks.append(self._spawn(peer.write_loop(), f"simulator {name} writer"))
+
+    def _drop(self, peer: _Peer) -> None:
+        self._peers.discard(peer)
+        peer.abort()
 
     @property
     def controllers(self) -> list[str]:
         """Names of the controllers connected now."""
-        return list(self._peers)
+        return sorted(peer.name for peer in self._peers)
 
     async def disconnect_all(self) -> None:
         """Close every controller connection (as a device reboot or a cable pull would)."""
-        peers = list(self._peers.values())
+        peers = list(self._peers)
         for peer in peers:
-            peer.abort()
+            self._drop(peer)
         tasks = [task for peer in peers for task in peer.tasks if not task.done()]
         if tasks:
             await asyncio.wait(tasks)
 
     def send_raw(self, data: bytes) -> None:
         """Send bytes as they are to every controller (to test their handling of garbage)."""
-        for peer in list(self._peers.values()):
+        for peer in list(self._peers):
             peer.send(data)
 
     async def _serve(self, peer: _Peer) -> None:
@@ -276,16 +281,16 @@ class SimulatedRouter:
                     self.command_log.append((peer.name, message))
                     await self._handle(peer, message)
         finally:
-            self._peers.pop(peer.name, None)
-            peer.abort()
+            self._drop(peer)
 
     # -- commands ----------------------------------------------------------------------
     async def _handle(self, peer: _Peer, message: Message) -> None:
         match message:
             case Route():
                 assert self._pending is not None
-                if self.switch_delay_s > 0 or not self._pending.empty():
+                if self.switch_delay_s > 0 or self._routes_waiting:
                     due = asyncio.get_running_loop().time() + self.switch_delay_s
+                    self._routes_waiting += 1
                     await self._pending.put((due, peer, message))
                 else:
                     self._apply_route(peer, message)
@@ -314,6 +319,7 @@ class SimulatedRouter:
             delay = due - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
+            self._routes_waiting -= 1
             self._apply_route(peer, route)
 
     def _apply_route(self, peer: _Peer, route: Route) -> None:
@@ -408,7 +414,7 @@ class SimulatedRouter:
 
     def _broadcast(self, message: Message) -> None:
         data = self._encoder.send(message)
-        for peer in list(self._peers.values()):
+        for peer in list(self._peers):
             peer.send(data)
 
     def _dump(self) -> bytes:

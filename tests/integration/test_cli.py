@@ -115,6 +115,10 @@ def test_route_by_label_levels_salvo_and_errors(demo):
     assert salvo.stdout.startswith("salvo news: 12 crosspoint(s) confirmed, 0 refused")
     missing = tieline("salvo", "weather", env=env)
     assert missing.returncode == 1 and "no salvo 'weather'; salvos: bars, news" in missing.stderr
+    wrong = tieline("status", "--token", "wrong", env=env)
+    assert wrong.returncode == 1
+    assert wrong.stderr == ("tieline: unauthenticated: unknown token; ask an administrator "
+                            "for a valid one (field 'token')\n")
     text = tieline("tally", env=env)
     assert "PGM" in text.stdout and "video: 2 CAM 2" in text.stdout
 

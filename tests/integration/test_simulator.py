@@ -438,3 +438,24 @@ async def test_write_that_cannot_drain_drops_the_connection_not_the_link(make_ri
         assert "could not write to the device (timed out after 0.1 s)" in caplog.text
     finally:
         await silent.close()
+
+
+async def test_device_larger_than_settings_is_controlled_in_the_configured_part(make_rig, caplog):
+    async with SimulatedRouter(3, 20, 20) as device:
+        with caplog.at_level(logging.WARNING):
+            rig = await make_rig(tcp_driver(await serve(device)))
+        assert "the simulator has 3 level(s), 20 sources and 20 destinations" in caplog.text
+        other = await device.connect()
+        codec = Codec(CodecRole.CONTROLLER)
+        other.write(b"".join(codec.send(SetProtect(level, dest, ProtectKind.LOCK, "bob"))
+                             for level, dest in ((2, 3), (0, 18), (0, 1))))
+        # only what settings know of reaches tieline's state and events
+        assert (await rig.next(ProtectChanged)).destination == 1
+        device.panel_route(2, 0, 5)
+        device.panel_route(0, 2, 19)
+        device.panel_route(0, 3, 4)
+        assert (await rig.next(CrosspointsChanged)).crosspoints == (Crosspoint(0, 3, 4),)
+        assert rig.state.protects == {(0, 1): Protect(ProtectKind.LOCK, "bob")}
+        assert rig.state.source(0, 2) == 2
+        await rig.service.route(ALICE, "sim", 15, 15, levels=["audio"])
+        other.close()

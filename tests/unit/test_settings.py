@@ -181,6 +181,12 @@ CASES = {
         [("tieline.json:", "$.routers[0].transport", "missing required key 'host'"),
          ("tieline.json:", "$.routers[0].transport.hots", "unknown key 'hots'; did you mean 'host'?")],
     ),
+    "tcp transport without a port for a driver with no usual port": (
+        {"tieline.json": good(routers=[{**GOOD["routers"][0],
+                                        "transport": {"type": "tcp", "host": "10.0.0.1"}}]),
+         "users.json": USERS},
+        [("tieline.json:", "$.routers[0].transport", "'port': this driver has no usual port")],
+    ),
     "transport the driver cannot use": (
         {"tieline.json": good(routers=[{**GOOD["routers"][0], "transport": {"type": "serial"}}]),
          "users.json": USERS},
