@@ -17,25 +17,23 @@ def load(*parts: str) -> dict[str, Any]:
     return json.loads(resource.read_text(encoding="utf-8"))
 
 
+def _folder(*parts: str) -> dict[str, dict[str, Any]]:
+    """Every ``<name>.schema.json`` of a folder, by name."""
+    folder = files("tieline.schemas").joinpath(*parts)
+    suffix = ".schema.json"
+    return {
+        entry.name.removesuffix(suffix): load(*parts, entry.name)
+        for entry in folder.iterdir() if entry.name.endswith(suffix)
+    }
+
+
 @cache
 def api_requests() -> dict[str, dict[str, Any]]:
     """Schemas of the messages clients send, by message type."""
-    folder = files("tieline.schemas").joinpath("api", "request")
-    out = {}
-    for entry in folder.iterdir():
-        if entry.name.endswith(".schema.json"):
-            out[entry.name.removesuffix(".schema.json")] = json.loads(
-                entry.read_text(encoding="utf-8"))
-    return out
+    return _folder("api", "request")
 
 
 @cache
 def api_server_messages() -> dict[str, dict[str, Any]]:
     """Schemas of the messages the server sends, by message type."""
-    folder = files("tieline.schemas").joinpath("api", "server")
-    out = {}
-    for entry in folder.iterdir():
-        if entry.name.endswith(".schema.json"):
-            out[entry.name.removesuffix(".schema.json")] = json.loads(
-                entry.read_text(encoding="utf-8"))
-    return out
+    return _folder("api", "server")
