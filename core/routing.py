@@ -184,9 +184,10 @@ class RoutingService:
                 changed = [xp for xp in report.crosspoints if state.apply(xp)]
                 if changed:
                     self.bus.publish(CrosspointsChanged(router_id, tuple(changed)))
-                for xp in report.crosspoints:
-                    self._resolve(self._tally_waiters, (router_id, xp.level, xp.destination),
-                                  xp.source)
+                if self._tally_waiters:  # a full resync of a large router waits for nothing
+                    for xp in report.crosspoints:
+                        self._resolve(self._tally_waiters,
+                                      (router_id, xp.level, xp.destination), xp.source)
             elif isinstance(report, ProtectReport):
                 levels = range(len(state.spec.levels)) if report.level is None else [report.level]
                 for level in levels:

@@ -7,26 +7,33 @@ with its own ``hello`` carrying a token. Until then every other request is refus
 Requests are validated against ``schemas/api/request/`` and answered with ``response``
 messages (``ok`` and a ``result``, or an ``error`` naming the field). Requests that wait for
 the router (route, salvo, protect, lock, release, label, plugin commands) run concurrently,
-so a slow router never delays a ping. Events reach subscribed clients through a bounded
-queue: a client that stops reading is dropped (close code 1013) and never slows the others.
-A heartbeat goes to every client every ``heartbeat_timeout_ms / 3``.
+so a slow router never delays a ping.
+
+Events: one fan-out task per API reads the node's event bus, encodes each event once, and
+writes it straight into every subscribed connection whose socket is keeping up; a connection
+that is behind gets it in its own bounded backlog, drained by its own task. A client whose
+backlog overflows has stopped reading: it is dropped (close code 1013) and never slows the
+others. A heartbeat goes to every connection that sent nothing for ``heartbeat_timeout_ms / 3``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import ssl
+import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
+from websockets.protocol import State
 from websockets.exceptions import ConnectionClosed
 
 import tieline
 from tieline.apis import ClientApi
 from tieline.errors import InvalidRequest, NotAuthenticated, RequestError, TielineError
-from tieline.events import Event
+from tieline.events import Subscription
 from tieline.model import Permission, PortKind, Principal, ProtectKind
 from tieline.routing import RoutingService
 from tieline.transports import parse_hostport
@@ -84,7 +91,10 @@ class WebSocketApi(ClientApi):
         self.subscriber_queue = options.get("subscriber_queue", 4096)
         self.server: Server | None = None
         self.connections: set[Connection] = set()
-        self._encoded: dict[int, tuple[Event, str | None]] = {}
+        self.subscribers: set[Connection] = set()
+        self._events: Subscription | None = None
+        self._fanout_task: asyncio.Task[None] | None = None
+        self._seq = 0  #: events fanned out so far
         self.extra_schemas = {name: cmd.schema for name, cmd in node.commands.items()}
 
     def _ssl(self) -> ssl.SSLContext | None:
@@ -113,6 +123,10 @@ class WebSocketApi(ClientApi):
         return f"{self.scheme}://{host}:{port}"
 
     async def start(self) -> None:
+        # the bus never waits for us; we never wait for a client (see _fanout)
+        self._events = self.node.bus.subscribe(f"{self.name} API {self.options['listen']}",
+                                               maxsize=1_000_000)
+        self._fanout_task = asyncio.create_task(self._fanout(self._events), name="ws fan-out")
         try:
             self.server = await serve(
                 self._handle, self.host, self.port, ssl=self._ssl(),
@@ -127,6 +141,11 @@ class WebSocketApi(ClientApi):
             ) from exc
 
     async def close(self) -> None:
+        if self._fanout_task is not None:
+            self._fanout_task.cancel()
+            await asyncio.gather(self._fanout_task, return_exceptions=True)
+        if self._events is not None:
+            self._events.close("API closed")
         if self.server is None:
             return
         self.server.close(close_connections=True)
@@ -138,17 +157,29 @@ class WebSocketApi(ClientApi):
                 conn.ws.transport.abort()
             await self.server.wait_closed()
 
-    def encode_event(self, event: Event) -> str | None:
-        """JSON text of an event, encoded once for every connection that sends it."""
-        cached = self._encoded.get(id(event))
-        if cached is not None and cached[0] is event:
-            return cached[1]
-        message = messages.event_message(event, self.node.routing)
-        text = None if message is None else json.dumps(message, separators=(",", ":"))
-        if len(self._encoded) > 256:
-            self._encoded.clear()
-        self._encoded[id(event)] = (event, text)
-        return text
+    def subscribe(self, conn: Connection) -> None:
+        """Start sending events to ``conn`` with the first one not yet published.
+
+        Events published but not yet fanned out are already in the snapshot that the
+        subscribe response carries (taken in the same step), so ``conn`` skips them.
+        """
+        pending = self._events.pending() if self._events is not None else 0
+        conn.after_seq = self._seq + pending
+        self.subscribers.add(conn)
+
+    async def _fanout(self, events: Subscription) -> None:
+        """Encode each event once; write it to every subscriber that keeps up."""
+        routing = self.node.routing
+        async for event in events:
+            self._seq += 1
+            message = messages.event_message(event, routing)
+            if message is None or not self.subscribers:
+                continue
+            data = json.dumps(message, separators=(",", ":")).encode()
+            seq = self._seq
+            direct = [conn.ws for conn in list(self.subscribers) if conn.deliver(seq, data)]
+            if direct:
+                broadcast(direct, data, text=True)
 
     async def _handle(self, ws: ServerConnection) -> None:
         conn = Connection(self, ws)
@@ -170,12 +201,58 @@ class Connection:
         address = ws.remote_address
         self.address: str | None = address[0] if address else None
         self.principal: Principal | None = None
-        self.subscription: Any = None
         self.tasks: set[asyncio.Task[None]] = set()
+        self.subscribed = False
+        self.dropped = False
+        self.after_seq = 0  #: events up to this one were in the snapshot sent with subscribe
+        self.backlog: collections.deque[bytes] = collections.deque()
+        self._backlog_ready = asyncio.Event()
+        self._drainer: asyncio.Task[None] | None = None
+        self.last_sent = time.monotonic()
+        self._write_limit = 32768  # websockets' default write_limit (high-water mark)
 
     async def send(self, message: dict[str, Any] | str) -> None:
         text = message if isinstance(message, str) else json.dumps(message, separators=(",", ":"))
+        self.last_sent = time.monotonic()
         await self.ws.send(text)
+
+    # -- events ------------------------------------------------------------------------
+    def deliver(self, seq: int, data: bytes) -> bool:
+        """Take one encoded event; True when it may be written straight to the socket now.
+
+        Called by the fan-out task for every event, in order. A connection that is keeping up
+        (empty backlog, socket buffer under the high-water mark) is written directly, in one
+        batch with the others; otherwise the event joins this connection's backlog.
+        """
+        if seq <= self.after_seq or self.dropped:
+            return False
+        ws = self.ws
+        if (not self.backlog and ws.protocol.state is State.OPEN
+                and ws.transport.get_write_buffer_size() < self._write_limit):
+            self.last_sent = time.monotonic()
+            return True
+        if len(self.backlog) >= self.api.subscriber_queue:
+            self.dropped = True
+            self.api.subscribers.discard(self)
+            self.backlog.clear()
+            self._spawn(self._close_slow(), "ws close slow")
+            return False
+        self.backlog.append(data)
+        self._backlog_ready.set()
+        return False
+
+    async def _drain_backlog(self) -> None:
+        try:
+            while True:
+                await self._backlog_ready.wait()
+                self._backlog_ready.clear()
+                while self.backlog and not self.dropped:
+                    self.last_sent = time.monotonic()
+                    await self.ws.send(self.backlog[0], text=True)
+                    if self.backlog:
+                        self.backlog.popleft()
+        except ConnectionClosed:
+            return
 
     async def run(self) -> None:
         heartbeat = asyncio.create_task(self._heartbeat(), name="ws heartbeat")
@@ -194,8 +271,7 @@ class Connection:
         except ConnectionClosed:
             pass
         finally:
-            if self.subscription is not None:
-                self.subscription.close("connection closed")
+            self.api.subscribers.discard(self)
             for task in list(self.tasks):
                 task.cancel()
             if self.tasks:
@@ -279,17 +355,16 @@ class Connection:
         if mtype == "snapshot":
             return messages.snapshot(routing, m.get("routers"))
         if mtype == "subscribe":
-            if self.subscription is None:
-                self.subscription = self.node.bus.subscribe(
-                    f"websocket client {principal.name} {self.address}", self.api.subscriber_queue,
-                    on_drop=lambda: self._spawn(self._close_slow(), "ws close slow"))
-                self._spawn(self._forward(self.subscription), "ws events")
-            # the snapshot is taken in the same step as the subscription began: no gap
+            if not self.subscribed:
+                self.subscribed = True
+                self.api.subscribe(self)  # the snapshot below is taken in this same step
+                if self._drainer is None:
+                    self._drainer = asyncio.create_task(self._drain_backlog(), name="ws backlog")
+                    self.tasks.add(self._drainer)
             return messages.snapshot(routing) if m.get("snapshot", True) else {}
         if mtype == "unsubscribe":
-            if self.subscription is not None:
-                self.subscription.close("unsubscribed")
-                self.subscription = None
+            self.subscribed = False
+            self.api.subscribers.discard(self)
             return {}
         if mtype == "route":
             done = await routing.route(principal, m["router"], m["destination"] - 1,
@@ -314,15 +389,6 @@ class Connection:
             return {}
         raise InvalidRequest(f"message type '{mtype}' is not handled here", field="type")
 
-    async def _forward(self, subscription: Any) -> None:
-        try:
-            async for event in subscription:
-                text = self.api.encode_event(event)
-                if text is not None:
-                    await self.ws.send(text)
-        except ConnectionClosed:
-            return
-
     async def _close_slow(self) -> None:
         """Close a client that stopped reading: 1013 if the frame gets out, else abort."""
         log.warning("websocket client %s dropped: too slow, events not read", self.address)
@@ -333,11 +399,15 @@ class Connection:
             self.ws.transport.abort()
 
     async def _heartbeat(self) -> None:
+        """A heartbeat whenever nothing else was sent for a heartbeat interval."""
         seq = 0
         interval = self.api.heartbeat_ms / 1000
         try:
             while True:
-                await asyncio.sleep(interval)
+                idle = time.monotonic() - self.last_sent
+                if idle < interval:
+                    await asyncio.sleep(interval - idle)
+                    continue
                 seq += 1
                 await self.send({"type": "heartbeat", "seq": seq})
         except ConnectionClosed:
