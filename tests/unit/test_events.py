@@ -56,3 +56,12 @@ async def test_close_wakes_a_waiting_reader():
     assert await asyncio.wait_for(task, 1) == []
     bus.publish(DeviceOnline("r"))  # no subscribers left: nothing happens
     assert bus.subscriber_count == 0
+
+
+async def test_on_drop_is_called_when_a_subscriber_is_dropped():
+    bus = EventBus()
+    dropped = []
+    bus.subscribe("slow", maxsize=2, on_drop=lambda: dropped.append("slow"))
+    for i in range(3):
+        bus.publish(DeviceOnline(str(i)))
+    assert dropped == ["slow"]
