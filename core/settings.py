@@ -387,10 +387,12 @@ class _Loader:
             if isinstance(levels, list):
                 names: dict[str, int] = {}
                 for j, name in enumerate(levels):
-                    if isinstance(name, str) and name in names:
+                    if not isinstance(name, str):
+                        continue  # reported by the schema
+                    if name in names:
                         self.problems.add(main, base + ("levels", j),
                                           f"duplicate level name '{name}'")
-                    names.setdefault(name, j) if isinstance(name, str) else None
+                    names.setdefault(name, j)
             driver_name = block.get("driver")
             spec = _spec(block)
             if spec is not None:
