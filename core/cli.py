@@ -149,6 +149,74 @@ def plugins(settings: str | None, as_json: bool) -> None:
             click.echo(f"{'':<20} error: {info.error}")
 
 
+# -- emulate -----------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("name")
+@click.option("--listen", metavar="HOST:PORT", help="Serve controllers over TCP here.")
+@click.option("--serial", "serial_device", metavar="DEVICE",
+              help="Serve one controller on this serial line (protocols that have one).")
+@click.option("--inputs", type=click.IntRange(1, 65536), default=16, show_default=True)
+@click.option("--outputs", type=click.IntRange(1, 65536), default=16, show_default=True)
+@click.option("--levels", type=click.IntRange(1, 256), default=1, show_default=True)
+@click.option("--log-level", default="INFO", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+def emulate(name: str, listen: str | None, serial_device: str | None, inputs: int,
+            outputs: int, levels: int, log_level: str) -> None:
+    """Run the device emulator NAME (see `tieline plugins`): a router without hardware."""
+    from .plugin_manager import Plugins
+    from .transports import SerialTransport, parse_hostport
+
+    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    emulators = Plugins().emulators()
+    if name not in emulators:
+        raise click.UsageError(f"no emulator '{name}'; installed: {', '.join(sorted(emulators))}")
+    cls = emulators[name][1]
+    if not listen and not serial_device:
+        raise click.UsageError("give --listen HOST:PORT and/or --serial DEVICE")
+    if serial_device and not cls.serial:
+        raise click.UsageError(f"the {name} protocol has no serial line")
+    try:
+        address = parse_hostport(listen) if listen else None
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+    async def serve() -> None:
+        device = cls.from_cli(inputs=inputs, outputs=outputs, levels=levels)
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)  # type: ignore[union-attr]
+        try:
+            await device.start()
+            if address is not None:
+                server = await device.serve_tcp(*address)
+                host, port = server.sockets[0].getsockname()[:2]
+                click.echo(f"tieline: emulating {name} ({inputs}x{outputs}, {levels} level(s)) "
+                           f"on tcp://{host}:{port}")
+            if serial_device:
+                stream = await SerialTransport(
+                    {"type": "serial", "device": serial_device},
+                    defaults=getattr(cls, "serial_defaults", {})).open()
+                device.serve_stream(stream, serial_device)
+                click.echo(f"tieline: emulating {name} on {serial_device}")
+            sys.stdout.flush()
+            await device.serve_forever()
+        except asyncio.CancelledError:
+            pass
+        finally:
+            await device.close()
+
+    try:
+        asyncio.run(serve())
+    except (OSError, TielineError) as exc:
+        click.echo(f"tieline: {exc}", err=True)
+        sys.exit(1)
+    click.echo("tieline: stopped")
+
+
 # -- users -------------------------------------------------------------------------------------
 
 

@@ -170,8 +170,9 @@ class Driver(abc.ABC):
     transports: ClassVar[tuple[str, ...]] = ("tcp",)
     #: whether a ``"transport"`` block is required.
     transport_required: ClassVar[bool] = True
-    #: the device's usual TCP port.
-    default_port: ClassVar[int | None] = None
+    #: per transport type, the protocol's usual settings, e.g.
+    #: ``{"tcp": {"port": 9990}, "serial": {"baudrate": 38400, "parity": "N"}}``.
+    transport_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
     #: whether the device tolerates another controller beside tieline (warm standby).
     allows_second_controller: ClassVar[bool] = True
     #: protect kinds the device itself holds; other kinds are held by tieline.

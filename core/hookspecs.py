@@ -106,6 +106,26 @@ def tieline_api_commands() -> list[Any] | None:
 
 
 @hookspec
+def tieline_emulators() -> list[type] | None:
+    """Return the device emulator classes this plugin provides.
+
+    Called by ``tieline emulate NAME`` and by tests. Each class subclasses
+    :class:`tieline.emulation.DeviceEmulator`, is built on the plugin's own codec (device
+    role), sets ``name`` (the NAME of ``tieline emulate``) and ``serial`` (whether it can
+    serve a serial line), and builds itself from ``--inputs``, ``--outputs`` and
+    ``--levels`` in ``from_cli``.
+
+    :returns: a list of emulator classes, or None.
+
+    Example::
+
+        @tieline.hookimpl
+        def tieline_emulators():
+            return [VideohubEmulator]
+    """
+
+
+@hookspec
 def tieline_settings_schemas() -> dict[str, dict] | None:
     """Return JSON Schemas for extra top-level blocks of ``tieline.json``.
 

@@ -66,7 +66,9 @@ class Node:
             transport = None
             if rs.transport is not None:
                 transport_cls = transports[rs.transport["type"]][1]
-                transport = transport_cls(rs.transport, default_port=driver_cls.default_port)
+                transport = transport_cls(
+                    rs.transport, defaults=driver_cls.transport_defaults.get(transport_cls.name, {}),
+                    folder=settings.folder)
             driver = driver_cls(rs.spec, rs.options, transport)
             runtime = RouterRuntime(
                 state=RouterState(rs.spec), driver=driver,

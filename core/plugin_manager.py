@@ -202,6 +202,10 @@ class Plugins:
         """``command name -> (plugin name, ApiCommand)``."""
         return self._collect("tieline_api_commands", "API command")
 
+    def emulators(self) -> dict[str, tuple[str, Any]]:
+        """``emulator name -> (plugin name, DeviceEmulator class)``."""
+        return self._collect("tieline_emulators", "emulator")
+
     def settings_schemas(self) -> dict[str, tuple[str, dict]]:
         """``top-level key -> (plugin name, JSON Schema)``."""
         return self._collect("tieline_settings_schemas", "settings block")

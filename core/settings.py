@@ -439,7 +439,9 @@ class _Loader:
                         base + ("transport",),
                     )
                     ok &= transport_ok
-                    checks = tcls.check(transport, default_port=cls.default_port) if transport_ok else []
+                    defaults = cls.transport_defaults.get(ttype, {})
+                    checks = tcls.check(transport, defaults=defaults, folder=self.folder) \
+                        if transport_ok else []
                     for key, message in checks:
                         self.problems.add(main, base + ("transport",), f"'{key}': {message}")
                         ok = False

@@ -1,4 +1,4 @@
-"""Byte streams between tieline and devices: TCP here; serial and SSH join with the drivers.
+"""Byte streams between tieline and devices: TCP, serial (pyserial-asyncio), SSH (asyncssh).
 
 A :class:`Transport` is built from the ``"transport"`` block of a router's settings and
 opens a :class:`ByteStream`. The device link (devices.py) owns timers and reconnects; a
@@ -8,7 +8,9 @@ transport only connects and moves bytes.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from .errors import LinkError
@@ -69,28 +71,46 @@ class Transport:
     """Base class of transports. Subclasses set ``name`` and ``settings_schema``.
 
     :param options: the router's ``"transport"`` block (already validated).
-    :param default_port: the driver's usual port, used when the block gives none.
+    :param defaults: the driver's defaults for this transport type (``Driver.transport_defaults``,
+        e.g. ``{"port": 9990}`` or ``{"baudrate": 38400, "parity": "O"}``); the block wins.
+    :param folder: the settings folder, for files the block names (SSH keys, known hosts).
     """
 
     name: ClassVar[str]
     settings_schema: ClassVar[dict[str, Any]] = {"type": "object"}
 
-    def __init__(self, options: dict[str, Any], *, default_port: int | None = None) -> None:
-        self.options = options
-        self.default_port = default_port
+    def __init__(self, options: dict[str, Any], *, defaults: dict[str, Any] | None = None,
+                 folder: Path | None = None) -> None:
+        self.options = {**(defaults or {}), **options}
+        self.folder = folder or Path(".")
 
     async def open(self) -> ByteStream:
         """Connect; raise :class:`LinkError` with a readable reason on failure."""
         raise NotImplementedError
 
     @classmethod
-    def check(cls, options: dict[str, Any], *, default_port: int | None) -> list[tuple[str, str]]:
-        """Problems no schema can state, as ``(key, message)`` pairs (checked by validate)."""
+    def check(cls, options: dict[str, Any], *, defaults: dict[str, Any],
+              folder: Path) -> list[tuple[str, str]]:
+        """Problems no schema can state, as ``(key, message)`` pairs (checked by validate).
+
+        :param options: the block as written; :param defaults: the driver's defaults.
+        """
         return []
 
     def describe(self) -> str:
         """Where this transport goes, for log lines (``tcp://10.0.0.5:9990``)."""
         return self.name
+
+
+_HOST = {"type": "string", "minLength": 1, "description": "Device address (name or IP)."}
+_PORT = {"type": "integer", "minimum": 1, "maximum": 65535,
+         "description": "TCP port; default: the driver's usual port."}
+
+
+def _needs_port(options: dict[str, Any], defaults: dict[str, Any]) -> list[tuple[str, str]]:
+    if "port" not in options and "port" not in defaults:
+        return [("port", "this driver has no usual port: give \"port\"")]
+    return []
 
 
 class TcpTransport(Transport):
@@ -101,33 +121,24 @@ class TcpTransport(Transport):
         "type": "object",
         "properties": {
             "type": {"const": "tcp"},
-            "host": {"type": "string", "minLength": 1, "description": "device address"},
-            "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+            "host": _HOST,
+            "port": _PORT,
         },
         "required": ["type", "host"],
         "additionalProperties": False,
     }
 
     @classmethod
-    def check(cls, options: dict[str, Any], *, default_port: int | None) -> list[tuple[str, str]]:
-        if "port" not in options and default_port is None:
-            return [("port", "this driver has no usual port: give \"port\"")]
-        return []
-
-    @property
-    def host(self) -> str:
-        return self.options["host"]
-
-    @property
-    def port(self) -> int:
-        port = self.options.get("port", self.default_port)
-        if port is None:
-            raise LinkError(f"no port given for {self.host} and the driver has no default")
-        return int(port)
+    def check(cls, options: dict[str, Any], *, defaults: dict[str, Any],
+              folder: Path) -> list[tuple[str, str]]:
+        return _needs_port(options, defaults)
 
     async def open(self) -> ByteStream:
+        host, port = self.options["host"], self.options.get("port")
+        if port is None:
+            raise LinkError(f"no port given for {host} and the driver has no default")
         try:
-            reader, writer = await asyncio.open_connection(self.host, self.port)
+            reader, writer = await asyncio.open_connection(host, port)
         except OSError as exc:
             raise LinkError(f"cannot connect to {self.describe()}: {exc.strerror or exc}") from exc
         sock = writer.get_extra_info("socket")
@@ -137,7 +148,186 @@ class TcpTransport(Transport):
         return StreamPair(reader, writer)
 
     def describe(self) -> str:
-        return f"tcp://{self.host}:{self.options.get('port', self.default_port)}"
+        return f"tcp://{self.options['host']}:{self.options.get('port')}"
+
+
+class SerialTransport(Transport):
+    """A serial line (RS-232/RS-422) through pyserial-asyncio.
+
+    Defaults for baud rate, parity, data and stop bits come from the driver (the protocol's
+    usual settings), and the block overrides them.
+    """
+
+    name = "serial"
+    settings_schema: ClassVar[dict[str, Any]] = {
+        "type": "object",
+        "properties": {
+            "type": {"const": "serial"},
+            "device": {"type": "string", "minLength": 1,
+                       "description": "Serial device (/dev/ttyS0, /dev/ttyUSB0 …)."},
+            "baudrate": {"type": "integer", "minimum": 50, "maximum": 4000000,
+                         "description": "Bits per second; default: the driver's."},
+            "parity": {"enum": ["N", "E", "O", "M", "S"],
+                       "description": "Parity: N none, E even, O odd, M mark, S space."},
+            "bytesize": {"enum": [5, 6, 7, 8], "description": "Data bits."},
+            "stopbits": {"enum": [1, 1.5, 2], "description": "Stop bits."},
+            "rtscts": {"type": "boolean", "description": "RTS/CTS hardware flow control."},
+        },
+        "required": ["type", "device"],
+        "additionalProperties": False,
+    }
+
+    async def open(self) -> ByteStream:
+        import serial  # pyserial, installed with pyserial-asyncio
+        import serial_asyncio
+
+        o = self.options
+        try:
+            reader, writer = await serial_asyncio.open_serial_connection(
+                url=o["device"], baudrate=o.get("baudrate", 9600), parity=o.get("parity", "N"),
+                bytesize=o.get("bytesize", 8), stopbits=o.get("stopbits", 1),
+                rtscts=o.get("rtscts", False),
+            )
+        except (serial.SerialException, OSError, ValueError) as exc:
+            raise LinkError(f"cannot open {self.describe()}: {exc}") from exc
+        return StreamPair(reader, writer)
+
+    def describe(self) -> str:
+        o = self.options
+        return (f"serial://{o['device']} {o.get('baudrate', 9600)} "
+                f"{o.get('bytesize', 8)}{o.get('parity', 'N')}{o.get('stopbits', 1)}")
+
+
+class SshStream:
+    """A ByteStream over an SSH session channel (asyncssh)."""
+
+    def __init__(self, connection: Any, reader: Any, writer: Any) -> None:
+        self.connection = connection
+        self.reader = reader
+        self.writer = writer
+
+    async def read(self, n: int) -> bytes:
+        return await self.reader.read(n)
+
+    def write(self, data: bytes) -> None:
+        self.writer.write(data)
+
+    async def drain(self) -> None:
+        await self.writer.drain()
+
+    def close(self) -> None:
+        self.writer.close()
+        self.connection.close()
+
+    def abort(self) -> None:
+        self.connection.abort()
+
+    async def wait_closed(self) -> None:
+        await self.connection.wait_closed()
+
+
+class SshTransport(Transport):
+    """An SSH session channel (asyncssh), e.g. Extron SIS on port 22023.
+
+    Host keys: ``known_hosts`` names a file in the settings folder. With
+    ``"host_key_policy": "strict"`` (the default) the device's key must be in it; with
+    ``"accept-new"`` a host not yet in the file is trusted on first connection and its key
+    added (a changed key is still refused); ``"ignore"`` checks nothing (tests, labs).
+    """
+
+    name = "ssh"
+    settings_schema: ClassVar[dict[str, Any]] = {
+        "type": "object",
+        "properties": {
+            "type": {"const": "ssh"},
+            "host": _HOST,
+            "port": _PORT,
+            "username": {"type": "string", "minLength": 1, "description": "Login name."},
+            "password": {"type": "string", "description": "Password (or use key)."},
+            "key": {"type": "string", "minLength": 1,
+                    "description": "Private key file in the settings folder."},
+            "known_hosts": {"type": "string", "minLength": 1,
+                            "description": "known_hosts file in the settings folder."},
+            "host_key_policy": {"enum": ["strict", "accept-new", "ignore"],
+                                "description": "How the device's host key is checked."},
+        },
+        "required": ["type", "host", "username"],
+        "additionalProperties": False,
+    }
+
+    @classmethod
+    def check(cls, options: dict[str, Any], *, defaults: dict[str, Any],
+              folder: Path) -> list[tuple[str, str]]:
+        problems = _needs_port(options, defaults)
+        policy = options.get("host_key_policy", "strict")
+        if policy != "ignore" and "known_hosts" not in options:
+            problems.append(("known_hosts", f'host_key_policy "{policy}" needs a known_hosts '
+                             'file (or "host_key_policy": "ignore", which checks nothing)'))
+        if policy == "strict" and "known_hosts" in options and not (
+                folder / options["known_hosts"]).is_file():
+            problems.append(("known_hosts", f"file '{options['known_hosts']}' not found in "
+                             "the settings folder"))
+        if "key" in options and not (folder / options["key"]).is_file():
+            problems.append(("key", f"file '{options['key']}' not found in the settings folder"))
+        return problems
+
+    async def open(self) -> ByteStream:
+        import asyncssh
+
+        o = self.options
+        host, port = o["host"], o.get("port", 22)
+        policy = o.get("host_key_policy", "strict")
+        known_hosts: Any = None
+        learn = False
+        if policy != "ignore":
+            path = self.folder / o["known_hosts"]
+            known = path.read_text() if path.exists() else ""
+            learn = policy == "accept-new" and not _known(known, host, port)
+            known_hosts = None if learn else asyncssh.import_known_hosts(known)
+        keys = [str(self.folder / o["key"])] if "key" in o else None
+        try:
+            connection = await asyncssh.connect(
+                host, port, username=o["username"], password=o.get("password"),
+                client_keys=keys, known_hosts=known_hosts, agent_path=None,
+            )
+        except (OSError, asyncssh.Error) as exc:
+            raise LinkError(f"cannot connect to {self.describe()}: {exc}") from exc
+        if learn:
+            key = connection.get_server_host_key()
+            entry = host if port == 22 else f"[{host}]:{port}"
+            with open(self.folder / o["known_hosts"], "a", encoding="utf-8") as out:
+                out.write(f"{entry} {key.export_public_key().decode().strip()}\n")
+        try:
+            writer, reader, _stderr = await connection.open_session(encoding=None)
+        except (OSError, asyncssh.Error) as exc:
+            connection.abort()
+            raise LinkError(f"{self.describe()}: no session channel: {exc}") from exc
+        return SshStream(connection, reader, writer)
+
+    def describe(self) -> str:
+        o = self.options
+        return f"ssh://{o['username']}@{o['host']}:{o.get('port', 22)}"
+
+
+def _known(text: str, host: str, port: int) -> bool:
+    entry = host if port == 22 else f"[{host}]:{port}"
+    return any(entry in line.split(" ", 1)[0].split(",") for line in text.splitlines())
+
+
+async def open_fd_stream(fd: int) -> ByteStream:
+    """A ByteStream over a file descriptor (the master side of a pseudo-terminal, say).
+
+    The descriptor is duplicated; close the original yourself.
+    """
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    read_file = os.fdopen(os.dup(fd), "rb", buffering=0)
+    write_file = os.fdopen(os.dup(fd), "wb", buffering=0)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), read_file)
+    transport, protocol = await loop.connect_write_pipe(
+        lambda: asyncio.streams.FlowControlMixin(loop), write_file)
+    writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+    return StreamPair(reader, writer)
 
 
 class _MemoryEnd:
@@ -197,4 +387,4 @@ def parse_hostport(text: str, *, default_port: int | None = None) -> tuple[str, 
 
 @hookimpl
 def tieline_transports() -> dict[str, type[Transport]]:
-    return {"tcp": TcpTransport}
+    return {"tcp": TcpTransport, "serial": SerialTransport, "ssh": SshTransport}

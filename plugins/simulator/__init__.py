@@ -2,7 +2,7 @@
 
 It speaks a small line protocol (codec.py) with a real device emulator (emulator.py), so it
 runs through the same device link as every hardware driver; ``SimulatedRouter.serve_tcp``
-serves the same device over TCP (the ``tieline emulate`` command arrives with the drivers).
+serves the same device over TCP, and ``tieline emulate simulator`` runs it on its own.
 """
 
 from __future__ import annotations
@@ -10,8 +10,14 @@ from __future__ import annotations
 from tieline import hookimpl
 
 from .driver import SimulatorDriver
+from .emulator import SimulatedRouter
 
 
 @hookimpl
 def tieline_router_drivers() -> list[type]:
     return [SimulatorDriver]
+
+
+@hookimpl
+def tieline_emulators() -> list[type]:
+    return [SimulatedRouter]

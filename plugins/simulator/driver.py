@@ -2,7 +2,7 @@
 
 Without a ``"transport"`` block the driver starts an in-process :class:`SimulatedRouter`
 sized from the router's settings and talks to it over a memory pipe; with one (``tcp``, for
-example to a ``SimulatedRouter.serve_tcp`` server) it connects like any hardware driver. Either way
+example to ``tieline emulate simulator``) it connects like any hardware driver. Either way
 the same bytes go through the same :class:`tieline.devices.DeviceLink`.
 
 Settings (the router block): ``switch_delay_ms`` — how long the in-process simulator takes

@@ -13,16 +13,13 @@ what a controller sent (for example, that no ROUTE was sent while it started).
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
-import socket
 from array import array
-from collections.abc import Coroutine, Mapping
-from typing import Any
+from collections.abc import Mapping
 
 from tieline.errors import RemoteProtocolError
 from tieline.model import Crosspoint, PortKind, Protect, ProtectKind
-from tieline.transports import ByteStream, StreamPair, memory_pipe
+from tieline.emulation import DeviceEmulator, EmulatorPeer
 
 from .codec import (
     MAX_NUMBER,
@@ -47,60 +44,7 @@ from .codec import (
 log = logging.getLogger(__name__)
 
 
-class _Peer:
-    """One connected controller: its codec, its stream and its bounded outgoing buffer."""
-
-    def __init__(self, name: str, stream: ByteStream, limit: int) -> None:
-        self.name = name
-        self.stream = stream
-        self.limit = limit
-        self.codec = Codec(Role.DEVICE)
-        self.closed = False
-        self.tasks: list[asyncio.Task[None]] = []
-        self._out = bytearray()
-        self._ready = asyncio.Event()
-
-    def send(self, data: bytes) -> None:
-        """Queue bytes; a controller that lets more than ``limit`` pile up is dropped."""
-        if self.closed or not data:
-            return
-        self._out += data
-        if len(self._out) > self.limit:
-            log.warning(
-                "simulator: dropping controller %s: %d bytes queued and not read",
-                self.name, len(self._out),
-            )
-            self.abort()
-            return
-        self._ready.set()
-
-    async def write_loop(self) -> None:
-        try:
-            while True:
-                await self._ready.wait()
-                self._ready.clear()
-                while self._out:
-                    data = bytes(self._out)
-                    self._out.clear()
-                    self.stream.write(data)
-                    await self.stream.drain()
-        except (ConnectionError, OSError):
-            self.abort()
-
-    def abort(self) -> None:
-        """Close the connection and stop its tasks (not the calling one: it ends by itself)."""
-        if self.closed:
-            return
-        self.closed = True
-        self._out.clear()
-        self.stream.close()
-        current = asyncio.current_task()
-        for task in self.tasks:
-            if task is not current:
-                task.cancel()
-
-
-class SimulatedRouter:
+class SimulatedRouter(DeviceEmulator):
     """An in-process router of any size and level count.
 
     Initially destination ``d`` is fed by source ``d % sources`` on every level, sources
@@ -116,7 +60,7 @@ class SimulatedRouter:
         controller is dropped; by default twice a full dump, and at least 1 MiB.
     """
 
-    read_size = 65536
+    name = "simulator"
     #: routes waiting for the switching delay before the readers are held back.
     max_pending_routes = 10_000
 
@@ -150,141 +94,42 @@ class SimulatedRouter:
         #: every command received: (controller name, message).
         self.command_log: list[tuple[str, Message]] = []
         dump_estimate = levels * destinations * 16 + (sources + destinations) * 48
-        self.max_outgoing_bytes = max_outgoing_bytes or max(1 << 20, 2 * dump_estimate)
+        super().__init__(max_outgoing_bytes=max_outgoing_bytes or max(1 << 20, 2 * dump_estimate))
         self._encoder = Codec(Role.DEVICE)
-        self._peers: set[_Peer] = set()
-        self._names = itertools.count(1)
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._servers: list[asyncio.Server] = []
-        self._pending: asyncio.Queue[tuple[float, _Peer, Route]] | None = None
+        self._pending: asyncio.Queue[tuple[float, EmulatorPeer, Route]] | None = None
         self._routes_waiting = 0  #: routes queued or being delayed by the switcher
-        self._closing = False
 
-    # -- lifecycle ---------------------------------------------------------------------
-    async def start(self) -> None:
-        """Start the switcher (idempotent; :meth:`connect` and :meth:`serve_tcp` call it)."""
-        if self._closing:
-            raise RuntimeError("this simulated router was closed; make a new one")
-        if self._pending is None:
-            self._pending = asyncio.Queue(self.max_pending_routes)
-            self._spawn(self._switcher(), "simulator switcher")
+    @classmethod
+    def from_cli(cls, *, inputs: int, outputs: int, levels: int) -> SimulatedRouter:
+        return cls(levels, inputs, outputs)
 
-    async def close(self) -> None:
-        """Stop serving, drop every controller and stop every task."""
-        self._closing = True
-        for server in self._servers:
-            server.close()
-        for peer in list(self._peers):
-            self._drop(peer)
-        while self._tasks:
-            tasks = list(self._tasks)
-            for task in tasks:
-                task.cancel()
-            await asyncio.wait(tasks)
-        for server in self._servers:
-            await server.wait_closed()
-        self._servers.clear()
+    # -- the DeviceEmulator part -------------------------------------------------------
+    async def started(self) -> None:
+        self._pending = asyncio.Queue(self.max_pending_routes)
+        self.spawn(self._switcher(), "simulator switcher")
 
-    async def __aenter__(self) -> SimulatedRouter:
-        await self.start()
-        return self
+    def controller_connected(self, peer: EmulatorPeer) -> None:
+        peer.state = Codec(Role.DEVICE)
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
-
-    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
-        task = asyncio.get_running_loop().create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("simulator: task %s failed", task.get_name(), exc_info=task.exception())
-
-    # -- connections -------------------------------------------------------------------
-    async def connect(self) -> ByteStream:
-        """A new in-process controller connection (a memory pipe served by the device)."""
-        await self.start()
-        ours, theirs = memory_pipe()
-        self._add_peer(f"local-{next(self._names)}", ours)
-        return theirs
-
-    async def serve_tcp(self, host: str = "127.0.0.1", port: int = 0) -> asyncio.Server:
-        """Accept controllers over TCP; the server is closed by :meth:`close`."""
-        await self.start()
-        server = await asyncio.start_server(self._accept, host, port)
-        self._servers.append(server)
-        return server
-
-    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self._closing:
-            writer.close()
-            return
-        sock = writer.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        host, port = (writer.get_extra_info("peername") or ("?", 0))[:2]
-        self._add_peer(f"{host}:{port}", StreamPair(reader, writer))
-
-    def _add_peer(self, name: str, stream: ByteStream) -> None:
-        peer = _Peer(name, stream, self.max_outgoing_bytes)
-        self._peers.add(peer)
-        peer.tasks.append(self._spawn(self._serve(peer), f"simulator {name}"))
-        peer.tasks.append(self._spawn(peer.write_loop(), f"simulator {name} writer"))
-
-    def _drop(self, peer: _Peer) -> None:
-        self._peers.discard(peer)
-        peer.abort()
-
-    @property
-    def controllers(self) -> list[str]:
-        """Names of the controllers connected now."""
-        return sorted(peer.name for peer in self._peers)
-
-    async def disconnect_all(self) -> None:
-        """Close every controller connection (as a device reboot or a cable pull would)."""
-        peers = list(self._peers)
-        for peer in peers:
-            self._drop(peer)
-        tasks = [task for peer in peers for task in peer.tasks if not task.done()]
-        if tasks:
-            await asyncio.wait(tasks)
-
-    def send_raw(self, data: bytes) -> None:
-        """Send bytes as they are to every controller (to test their handling of garbage)."""
-        for peer in list(self._peers):
-            peer.send(data)
-
-    async def _serve(self, peer: _Peer) -> None:
-        try:
-            while not peer.closed:
-                try:
-                    data = await peer.stream.read(self.read_size)
-                except (ConnectionError, OSError):
-                    break
-                if not data:
-                    break
-                peer.codec.receive_data(data)
-                while not peer.closed:
-                    try:
-                        message = peer.codec.next_event()
-                    except RemoteProtocolError as exc:
-                        log.debug("simulator: bad line from %s: %s", peer.name, exc)
-                        peer.send(self._encoder.send(
-                            ErrorReply("syntax", None, None, None, _printable(str(exc)))
-                        ))
-                        continue
-                    if message is None:
-                        break
-                    self.command_log.append((peer.name, message))
-                    await self._handle(peer, message)
-        finally:
-            self._drop(peer)
+    async def data_received(self, peer: EmulatorPeer, data: bytes) -> None:
+        codec: Codec = peer.state
+        codec.receive_data(data)
+        while not peer.closed:
+            try:
+                message = codec.next_event()
+            except RemoteProtocolError as exc:
+                log.debug("simulator: bad line from %s: %s", peer.name, exc)
+                peer.send(self._encoder.send(
+                    ErrorReply("syntax", None, None, None, _printable(str(exc)))
+                ))
+                continue
+            if message is None:
+                break
+            self.log_command(peer, message)
+            await self._handle(peer, message)
 
     # -- commands ----------------------------------------------------------------------
-    async def _handle(self, peer: _Peer, message: Message) -> None:
+    async def _handle(self, peer: EmulatorPeer, message: Message) -> None:
         match message:
             case Route():
                 assert self._pending is not None
@@ -322,7 +167,7 @@ class SimulatedRouter:
             self._routes_waiting -= 1
             self._apply_route(peer, route)
 
-    def _apply_route(self, peer: _Peer, route: Route) -> None:
+    def _apply_route(self, peer: EmulatorPeer, route: Route) -> None:
         changed: list[Crosspoint] = []
         confirmed: list[Crosspoint] = []
         for xp in route.crosspoints:
@@ -349,7 +194,7 @@ class SimulatedRouter:
         if confirmed:
             peer.send(self._encoder.send(Tally(tuple(confirmed))))
 
-    def _check_crosspoint(self, peer: _Peer, xp: Crosspoint) -> bool:
+    def _check_crosspoint(self, peer: EmulatorPeer, xp: Crosspoint) -> bool:
         for what, value, count in (("level", xp.level, self.levels),
                                    ("destination", xp.destination, self.destinations),
                                    ("source", xp.source, self.sources)):
@@ -359,7 +204,7 @@ class SimulatedRouter:
                 return False
         return True
 
-    def _protect(self, peer: _Peer, request: SetProtect) -> None:
+    def _protect(self, peer: EmulatorPeer, request: SetProtect) -> None:
         if not self._check_crosspoint(peer, Crosspoint(request.level, request.destination, 0)):
             return
         key = (request.level, request.destination)
@@ -379,7 +224,7 @@ class SimulatedRouter:
         self.protects[key] = wanted
         self._broadcast(request)
 
-    def _release(self, peer: _Peer, request: Release) -> None:
+    def _release(self, peer: EmulatorPeer, request: Release) -> None:
         if not self._check_crosspoint(peer, Crosspoint(request.level, request.destination, 0)):
             return
         key = (request.level, request.destination)
@@ -399,7 +244,7 @@ class SimulatedRouter:
             )
 
     def _set_label(self, kind: PortKind, index: int, text: str,
-                   requester: _Peer | None = None) -> None:
+                   requester: EmulatorPeer | None = None) -> None:
         label = Label(kind, index, text)
         if self.labels[kind][index] == text:
             if requester is not None:
@@ -408,14 +253,12 @@ class SimulatedRouter:
         self.labels[kind][index] = text
         self._broadcast(label)
 
-    def _refuse(self, peer: _Peer, code: str, level: int | None, destination: int | None,
+    def _refuse(self, peer: EmulatorPeer, code: str, level: int | None, destination: int | None,
                 owner: str | None, text: str) -> None:
         peer.send(self._encoder.send(ErrorReply(code, level, destination, owner, text)))
 
     def _broadcast(self, message: Message) -> None:
-        data = self._encoder.send(message)
-        for peer in list(self._peers):
-            peer.send(data)
+        self.broadcast(self._encoder.send(message))
 
     def _dump(self) -> bytes:
         send = self._encoder.send
