@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-BUNDLED = {"simulator", "websocket_api"}
+BUNDLED = {"simulator", "websocket_api", "videohub", "swp08", "extron_sis"}
 
 pytestmark = pytest.mark.packaging
 
@@ -64,7 +64,7 @@ def test_every_entry_point_loads_in_a_fresh_venv(venv):
     assert loaded["simulator"] == "tieline.plugins.simulator"
     plugins = json.loads(run(str(venv / "bin" / "tieline"), "plugins", "--json", cwd="/").stdout)
     assert {p["name"]: p["status"] for p in plugins["plugins"]} == {
-        "tieline.core": "loaded", "simulator": "loaded", "websocket_api": "loaded"}
+        "tieline.core": "loaded", **{name: "loaded" for name in BUNDLED}}
 
 
 def test_fresh_venv_serves_the_demo(venv, tmp_path):

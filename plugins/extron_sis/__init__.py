@@ -1,0 +1,1 @@
+"""Protocol plugin extron_sis (in progress)."""

@@ -1,0 +1,1 @@
+"""Protocol plugin swp08 (in progress)."""

@@ -1,0 +1,1 @@
+"""Protocol plugin videohub (in progress)."""
