@@ -447,3 +447,63 @@ def salvo(name: str, server: str, token: str | None, as_json: bool) -> None:
                        f"on {r['level']}: {r['reason']}")
     if result["refused"]:
         sys.exit(1)
+
+
+def _protect_command(kind: str) -> Any:
+    @click.argument("destination")
+    @click.option("--router", metavar="ID", help="Router id (needed when the node has several).")
+    @click.option("--level", "levels", metavar="NAME", multiple=True,
+                  help="Only this level (repeatable); every level by default.")
+    @server_option
+    @token_option
+    def command(destination: str, router: str | None, levels: tuple[str, ...], server: str,
+                token: str | None, **extra: Any) -> None:
+        async def action(client: Any) -> Any:
+            await client.snapshot()
+            mirror = _pick_router(client, router)
+            dest = _port(mirror, "destination", destination)
+            fields: dict[str, Any] = {"router": mirror.id, "destination": dest}
+            if levels:
+                fields["levels"] = list(levels)
+            if extra.get("force"):
+                fields["force"] = True
+            await client.request(kind, **fields)
+            return mirror, dest
+
+        mirror, dest = _client_call(server, token, action)
+        done = {"protect": "protected", "lock": "locked", "release": "released"}[kind]
+        click.echo(f"{mirror.id}: destination {dest} "
+                   f"({mirror.labels['destinations'][dest - 1]}) {done}")
+
+    return command
+
+
+main.command("protect", help="Protect DESTINATION: only you may re-route it.")(
+    _protect_command("protect"))
+main.command("lock", help="Lock DESTINATION: nobody may re-route it, you included.")(
+    _protect_command("lock"))
+main.command("release", help="Release a protect or lock on DESTINATION.")(
+    click.option("--force", is_flag=True,
+                 help="Release someone else's (permission level 3).")(_protect_command("release")))
+
+
+@main.command()
+@click.argument("kind", type=click.Choice(["source", "destination"]))
+@click.argument("port")
+@click.argument("text")
+@click.option("--router", metavar="ID", help="Router id (needed when the node has several).")
+@server_option
+@token_option
+def label(kind: str, port: str, text: str, router: str | None, server: str,
+          token: str | None) -> None:
+    """Set the label of a source or destination (number or current label); "" clears it."""
+
+    async def action(client: Any) -> Any:
+        await client.snapshot()
+        mirror = _pick_router(client, router)
+        index = _port(mirror, kind, port)
+        await client.label(mirror.id, kind, index, text)
+        return mirror, index
+
+    mirror, index = _client_call(server, token, action)
+    click.echo(f"{mirror.id}: {kind} {index} labelled {text!r}")

@@ -168,3 +168,22 @@ def test_settings_from_environment_and_port_in_use(tmp_path):
         code, output = stop(proc, signal.SIGINT)  # Ctrl-C
     assert code == 0, output
     assert "tieline: stopped" in output
+
+
+def test_protect_lock_release_and_label(demo):
+    env, _ = demo
+    ok = tieline("protect", "PGM", env=env)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.strip() == "studio: destination 1 (PGM) protected"
+    tally = tieline("tally", env=env).stdout
+    assert "[protect anonymous@127.0.0.1]" in tally
+    assert tieline("route", "PGM", "3", env=env).returncode == 0  # the owner may route
+    assert tieline("release", "1", env=env).returncode == 0
+    locked = tieline("lock", "2", "--level", "audio", env=env)
+    assert locked.stdout.strip() == "studio: destination 2 (PVW) locked"
+    refused = tieline("route", "2", "3", env=env)
+    assert refused.returncode == 1 and "locked by anonymous@127.0.0.1" in refused.stderr
+    assert tieline("release", "2", "--force", env=env).returncode == 0
+    labelled = tieline("label", "source", "CAM 1", "JIB", env=env)
+    assert labelled.stdout.strip() == "studio: source 1 labelled 'JIB'"
+    assert tieline("route", "5", "jib", env=env).returncode == 0
