@@ -59,7 +59,10 @@ def main() -> None:
 @click.option("--log-level", default="INFO", show_default=True,
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
 def run(settings: str | None, log_level: str) -> None:
-    """Run a node. Without settings, run the demo (a simulated 32x32 router)."""
+    """Run a node. Without settings, run the demo (a simulated 32x32 router).
+
+    SIGHUP re-reads the settings: users, salvos and labels apply at once.
+    """
     from .demo import ensure_demo
     from .node import build_node
 
@@ -84,10 +87,18 @@ def run(settings: str | None, log_level: str) -> None:
                        f"(settings: {folder})")
         sys.stdout.flush()
 
+    def reload() -> None:
+        try:
+            node.reload()
+        except SettingsError as exc:
+            logging.getLogger("tieline").error("settings not reloaded (the running ones "
+                                               "stay): %s", exc)
+
     async def serve() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, node.stop)
+        loop.add_signal_handler(signal.SIGHUP, reload)
         await node.run(ready)
 
     try:

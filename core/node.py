@@ -19,7 +19,7 @@ from .apis import ApiCommand, ClientApi
 from .auth import Authenticator
 from .devices import DeviceLink
 from .errors import PluginError, TielineError
-from .events import EventBus, Subscription
+from .events import EventBus, LabelsChanged, SalvosChanged, Subscription
 from .failover import Failover, NodeStatus, Role, State
 from .model import RouterState
 from .plugin_manager import Plugins
@@ -103,6 +103,52 @@ class Node:
     @property
     def status(self) -> NodeStatus:
         return self.failover.status
+
+    def reload(self) -> list[str]:
+        """Re-read the settings folder and apply what can change while running.
+
+        Users, the anonymous loopback level, salvos and labels kept in settings apply at
+        once. Anything else that changed (routers, APIs, node, failover, plugins) needs a
+        restart; it is listed in the result and the log. An invalid folder changes nothing.
+
+        :returns: the keys that changed but need a restart.
+        :raises SettingsError: when the folder is invalid (the running settings stay).
+        """
+        new = load_settings(self.settings.folder, self.plugins)
+        old = self.settings
+        self.auth = Authenticator(new.users, new.loopback_anonymous_level)
+        if new.salvos != old.salvos:
+            self.routing.salvos = {s.name: s for s in new.salvos}
+            self.bus.publish(SalvosChanged(tuple(self.routing.salvos)))
+        for rid, rt in self.routing.routers.items():
+            if rt.label_store != "settings":
+                continue
+            labels = new.labels.get(rid, {})
+            for kind, texts in labels.items():
+                old_texts = rt.settings_labels.get(kind, {})
+                changed = tuple((i, t) for i, t in texts.items()
+                                if old_texts.get(i) != t and rt.state.set_label(kind, i, t))
+                rt.settings_labels[kind] = dict(texts)
+                if changed:
+                    self.bus.publish(LabelsChanged(rid, kind, changed))
+        self.store = SettingsStore(new, self.failover.require_settings_writable)
+        self.routing.label_writer = self.store.save_label
+        restart = [
+            name for name, before, after in (
+                ("node", (old.node_name, old.role), (new.node_name, new.role)),
+                ("routers", old.routers, new.routers),
+                ("apis", old.apis, new.apis),
+                ("failover", old.failover, new.failover),
+                ("plugins", old.disabled_plugins, new.disabled_plugins),
+                ("plugin blocks", old.blocks, new.blocks),
+            ) if before != after
+        ]
+        self.settings = new
+        log.info("settings reloaded from %s", new.folder)
+        if restart:
+            log.warning("settings changed that apply only after a restart: %s",
+                        ", ".join(restart))
+        return restart
 
     def stop(self) -> None:
         """Ask the node to stop (safe from a signal handler)."""
