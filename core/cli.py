@@ -222,8 +222,9 @@ def emulate(name: str, listen: str | None, serial_device: str | None, inputs: in
 
     try:
         asyncio.run(serve())
-    except (OSError, TielineError) as exc:
-        click.echo(f"tieline: {exc}", err=True)
+    except* (OSError, TielineError, ValueError) as group:
+        for exc in group.exceptions:
+            click.echo(f"tieline: {exc}", err=True)
         sys.exit(1)
     click.echo("tieline: stopped")
 

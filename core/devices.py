@@ -267,6 +267,7 @@ class DeviceLink:
         self.clock = clock
         self._backoff_factory = backoff_factory
         self._stream: ByteStream | None = None
+        self._read_timeout: asyncio.Timeout | None = None  #: the wait for device data
         self._session: DriverSession | None = None
         self.online = False
         self.connects = 0  #: successful full-state reads so far
@@ -294,6 +295,21 @@ class DeviceLink:
             raise RouterOffline(
                 f"router '{self.router}': {exc.reason}; the link will reconnect"
             ) from exc
+        self._timers_changed()
+
+    def _timers_changed(self) -> None:
+        """A command may have set an earlier session deadline (a retry, a confirmation
+        read): cut the current wait for device data short so that tick() runs on time."""
+        session, waiting = self._session, self._read_timeout
+        if session is None or waiting is None:
+            return
+        deadline = session.next_deadline()
+        if deadline is None:
+            return
+        loop_when = asyncio.get_running_loop().time() + (deadline - self.clock())
+        current = waiting.when()
+        if current is None or loop_when < current:
+            waiting.reschedule(loop_when)
 
     async def _write_queued(self) -> None:
         """Send what the session queued; raise LinkError (and close the stream) on failure."""
@@ -393,10 +409,12 @@ class DeviceLink:
                 deadlines.append(session_deadline)
             timeout = max(0.0, min(deadlines) - now)
             try:
-                async with asyncio.timeout(timeout):
+                async with asyncio.timeout(timeout) as self._read_timeout:
                     data = await stream.read(self.read_size)
             except TimeoutError:
                 data = None
+            finally:
+                self._read_timeout = None
             now = self.clock()
             if data is not None:
                 if not data:
