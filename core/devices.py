@@ -87,6 +87,18 @@ class RequestRefused(DeviceReport):
     owner: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class LabelRefused(DeviceReport):
+    """The device refused to change the label of one port.
+
+    :param reason: the device's reason in words.
+    """
+
+    kind: PortKind
+    index: int
+    reason: str
+
+
 class DriverSession(abc.ABC):
     """The protocol state of one connection to a device. Pure: no sockets, no clock.
 

@@ -24,6 +24,7 @@ from .devices import (
     DeviceLink,
     DeviceReport,
     Driver,
+    LabelRefused,
     LabelReport,
     ProtectReport,
     RequestRefused,
@@ -211,6 +212,11 @@ class RoutingService:
                     self.bus.publish(LabelsChanged(router_id, report.kind, changed_labels))
                 for i, t in report.labels:
                     self._resolve(self._label_waiters, (router_id, report.kind, i), t)
+            elif isinstance(report, LabelRefused):
+                error = Refused(f"router '{router_id}' refused the label: {report.reason}")
+                for waiter in self._label_waiters.get((router_id, report.kind, report.index), ()):
+                    if not waiter.future.done():
+                        waiter.future.set_exception(error)
             elif isinstance(report, RequestRefused):
                 levels = range(len(state.spec.levels)) if report.level is None else [report.level]
                 error = Refused(f"router '{router_id}' refused: {report.reason}")

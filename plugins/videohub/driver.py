@@ -58,6 +58,7 @@ from tieline.devices import (
     DeviceReport,
     Driver,
     DriverSession,
+    LabelRefused,
     LabelReport,
     ProtectReport,
     RequestRefused,
@@ -331,10 +332,12 @@ class VideohubSession(DriverSession):
         expected = request.items.get(port)
         self._done(request, port)
         if request.kind == "label":
-            log.warning("router '%s': the device did not take the label %r for %s %d%s",
-                        self.spec.id, expected, "input" if request.header ==
-                        LabelTable.INPUT.value else "output", port + 1,
-                        " (NAK)" if nak else "")
+            is_input = request.header == LabelTable.INPUT.value
+            reason = (f"the Videohub did not take the label {expected!r} for "
+                      f"{'input' if is_input else 'output'} {port + 1}{' (NAK)' if nak else ''}")
+            log.warning("router '%s': %s", self.spec.id, reason)
+            out.append(LabelRefused(PortKind.SOURCE if is_input else PortKind.DESTINATION,
+                                    port, reason))
             return
         owner = None
         lock_table = self.driver.level_tables[request.level][1]  # type: ignore[index]

@@ -5,7 +5,7 @@ import tieline
 EXPECTED = [
     "ApiCommand", "ByteStream", "ClientApi", "ConfirmTimeout", "Crosspoint",
     "CrosspointsChanged", "DeviceOffline", "DeviceOnline", "DeviceReport", "Driver",
-    "DriverSession", "Event", "EventBus", "InvalidRequest", "LabelReport", "LabelsChanged",
+    "DriverSession", "Event", "EventBus", "InvalidRequest", "LabelRefused", "LabelReport", "LabelsChanged",
     "LinkError", "NodeStandby", "NodeStatusChanged", "NotAuthenticated", "NotFound",
     "OutOfRange", "PermissionDenied", "PluginError", "PortKind", "Principal", "Protect",
     "ProtectChanged", "ProtectKind", "ProtectReport", "Protected", "ReadOnly", "Refused",

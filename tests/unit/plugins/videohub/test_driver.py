@@ -8,7 +8,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from tieline.devices import LabelReport, ProtectReport, RequestRefused, SyncDone, TallyReport
+from tieline.devices import LabelRefused, LabelReport, ProtectReport, RequestRefused, SyncDone, TallyReport
 from tieline.errors import InvalidRequest, LinkError, Refused, RemoteProtocolError
 from tieline.model import UNKNOWN, Crosspoint, PortKind, Protect, ProtectKind, RouterSpec
 from tieline.plugins import videohub
@@ -326,7 +326,10 @@ def test_label_is_sent_and_confirmed_by_the_label_block():
                                       b"INPUT LABELS:\n0 \n\n")
     reports = session.receive_data(b"ACK\n\nOUTPUT LABELS:\n6 new output label seven\n\n"
                                    b"NAK\n\n", 2.0)
-    assert reports == [LabelReport(PortKind.DESTINATION, ((6, "new output label seven"),))]
+    assert reports == [
+        LabelReport(PortKind.DESTINATION, ((6, "new output label seven"),)),
+        LabelRefused(PortKind.SOURCE, 0, "the Videohub did not take the label '' for input 1 (NAK)"),
+    ]
 
 
 def test_unsendable_label_is_an_invalid_request():
