@@ -1,0 +1,1 @@
+"""Videohub TCP API (in progress)."""
