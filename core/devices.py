@@ -224,6 +224,12 @@ class Driver(abc.ABC):
     def new_session(self) -> DriverSession:
         """A fresh session for a new connection."""
 
+    @classmethod
+    def check(cls, spec: RouterSpec, options: dict[str, Any]) -> list[tuple[str, str]]:
+        """Problems of a router block that its schema cannot state, as ``(key, message)``
+        pairs; ``tieline validate`` and every start report them with file, line and path."""
+        return []
+
 
 class LinkSink(Protocol):
     """Where a device link delivers what it learns (the RoutingService)."""
@@ -310,17 +316,22 @@ class DeviceLink:
         self._timers_changed()
 
     def _timers_changed(self) -> None:
-        """A command may have set an earlier session deadline (a retry, a confirmation
-        read): cut the current wait for device data short so that tick() runs on time."""
+        """After a command: give the session the time (a frame queued by ``route()`` starts
+        its timers now) and, if its next deadline moved earlier, cut the current wait for
+        device data short so that tick() runs on time."""
         session, waiting = self._session, self._read_timeout
-        if session is None or waiting is None:
+        if session is None:
             return
+        now = self.clock()
+        reports = session.tick(now)
+        if reports:
+            self._deliver(reports)
         deadline = session.next_deadline()
-        if deadline is None:
+        if deadline is None or waiting is None or waiting.expired():
             return
-        loop_when = asyncio.get_running_loop().time() + (deadline - self.clock())
         current = waiting.when()
-        if current is None or loop_when < current:
+        loop_when = asyncio.get_running_loop().time() + max(0.0, deadline - now)
+        if current is None or loop_when < current - 0.001:
             waiting.reschedule(loop_when)
 
     async def _write_queued(self) -> None:

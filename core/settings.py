@@ -452,6 +452,11 @@ class _Loader:
                     "\"settings\" or leave label_store out",
                 )
                 ok = False
+            if ok and spec is not None:
+                for key, message in cls.check(spec, block):
+                    self.problems.add(main, base + ((key,) if key in block else ()),
+                                      message)
+                    ok = False
             if not ok or spec is None:
                 continue
             store = block.get("label_store", "device" if cls.device_labels else "settings")

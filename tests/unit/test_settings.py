@@ -187,6 +187,14 @@ CASES = {
          "users.json": USERS},
         [("tieline.json:", "$.routers[0].transport", "'port': this driver has no usual port")],
     ),
+    "driver-specific rule (SW-P-08 level numbers)": (
+        {"tieline.json": good(routers=[{
+            "id": "tx", "driver": "swp08", "levels": ["video", "audio"], "sources": 16,
+            "destinations": 16, "transport": {"type": "tcp", "host": "127.0.0.1", "port": 2008},
+            "level_numbers": {"vidoe": {"matrix": 0, "level": 0}}}]),
+         "users.json": USERS},
+        [("tieline.json:", "$.routers[0].level_numbers", "'vidoe' is not one of the router's levels")],
+    ),
     "transport the driver cannot use": (
         {"tieline.json": good(routers=[{**GOOD["routers"][0], "transport": {"type": "serial"}}]),
          "users.json": USERS},
