@@ -1,1 +1,0 @@
-"""Videohub TCP API (in progress)."""
