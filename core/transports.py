@@ -298,11 +298,12 @@ class SshTransport(Transport):
             with open(self.folder / o["known_hosts"], "a", encoding="utf-8") as out:
                 out.write(f"{entry} {key.export_public_key().decode().strip()}\n")
         try:
-            writer, reader, _stderr = await connection.open_session(encoding=None)
+            # stderr merged into stdout: some devices answer on the session's stderr
+            process = await connection.create_process(encoding=None, stderr=asyncssh.STDOUT)
         except (OSError, asyncssh.Error) as exc:
             connection.abort()
             raise LinkError(f"{self.describe()}: no session channel: {exc}") from exc
-        return SshStream(connection, reader, writer)
+        return SshStream(connection, process.stdout, process.stdin)
 
     def describe(self) -> str:
         o = self.options

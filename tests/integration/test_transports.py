@@ -144,3 +144,35 @@ def test_emulate_refuses_serial_for_tcp_only_protocols_and_unknown_names():
     assert "simulator" in result.output.split("installed: ")[1]
     result = CliRunner().invoke(main, ["emulate", "simulator", "--serial", "/dev/null"])
     assert result.exit_code == 2 and "the simulator protocol has no serial line" in result.output
+
+
+async def test_ssh_reads_what_the_device_writes_on_stderr(tmp_path):
+    """Some devices (Extron SMP) answer on the session's stderr: it must not be lost."""
+    import asyncssh
+
+    class Server(asyncssh.SSHServer):
+        def begin_auth(self, user: str) -> bool:
+            return False  # no authentication
+
+    async def session(process) -> None:
+        process.stderr.write(b"E10\r\n")
+        process.stdout.write(b"Out1 In2 All\r\n")
+        await process.stdin.read(1)
+        process.exit(0)
+
+    server = await asyncssh.create_server(
+        Server, "127.0.0.1", 0, server_host_keys=[asyncssh.generate_private_key("ssh-ed25519")],
+        process_factory=session, encoding=None)
+    try:
+        port = server.sockets[0].getsockname()[1]
+        stream = await SshTransport({"type": "ssh", "host": "127.0.0.1", "port": port,
+                                     "username": "x", "host_key_policy": "ignore"},
+                                    folder=tmp_path).open()
+        received = b""
+        async with asyncio.timeout(5):
+            while b"E10" not in received or b"Out1" not in received:
+                received += await stream.read(100)
+        stream.close()
+    finally:
+        server.close()
+        await server.wait_closed()
