@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from .model import Permission, Principal
+from .model import Permission, Principal, RouterSpec
 
 if TYPE_CHECKING:
     from .node import Node
@@ -32,6 +32,17 @@ class ClientApi(abc.ABC):
     def __init__(self, node: Node, options: dict[str, Any]) -> None:
         self.node = node
         self.options = options
+
+    @classmethod
+    def check(cls, options: dict[str, Any],
+              routers: Mapping[str, RouterSpec]) -> list[tuple[str, str]]:
+        """Problems of an ``apis`` entry that its schema cannot state (a router or level it
+        names that does not exist …), as ``(key, message)`` pairs; ``tieline validate`` and
+        every start report them with file, line and path.
+
+        :param routers: the routers of the settings, by id.
+        """
+        return []
 
     @abc.abstractmethod
     async def start(self) -> None:

@@ -70,9 +70,10 @@ def tieline_client_apis() -> list[type] | None:
     """Return the client API server classes this plugin provides.
 
     Called once per node at start. Each class subclasses :class:`tieline.ClientApi` and sets
-    ``name`` (the value of ``"type"`` in an ``apis`` entry) and ``settings_schema``; the
-    node builds one instance per ``apis`` entry and awaits its ``serve()`` in the node's
-    task group.
+    ``name`` (the value of ``"type"`` in an ``apis`` entry) and ``settings_schema`` (and may
+    override ``check`` for rules the schema cannot state); the node builds one instance per
+    ``apis`` entry, awaits its ``start()`` once the device links run, and its ``close()``
+    when it stops.
 
     :returns: a list of API classes, or None.
     """

@@ -482,7 +482,7 @@ class _Loader:
                 except ValueError:
                     pass  # reported by the schema's pattern
                 else:
-                    if addr in listening:
+                    if addr in listening and addr[1] != 0:  # port 0: any free port
                         self.problems.add(
                             main, base + ("listen",),
                             f"{listen} is already used by $.apis[{listening[addr]}]; each API "
@@ -497,7 +497,9 @@ class _Loader:
                                   + self._available("API", api_type, self.apis))
                 continue
             cls = self.apis[api_type][1]
-            self.problems.schema(main, _closed(API_KEYS, cls.settings_schema), entry, base)
+            if self.problems.schema(main, _closed(API_KEYS, cls.settings_schema), entry, base):
+                for key, message in cls.check(entry, self.specs):
+                    self.problems.add(main, base + ((key,) if key in entry else ()), message)
             for key in ("certificate", "key"):
                 tls = entry.get("tls")
                 name = tls.get(key) if isinstance(tls, dict) else None

@@ -195,6 +195,13 @@ CASES = {
          "users.json": USERS},
         [("tieline.json:", "$.routers[0].level_numbers", "'vidoe' is not one of the router's levels")],
     ),
+    "API naming a missing router level": (
+        {"tieline.json": good(apis=[GOOD["apis"][0], {"type": "videohub",
+                                                      "listen": "127.0.0.1:9990",
+                                                      "router": "studio", "level": "vidoe"}]),
+         "users.json": USERS},
+        [("tieline.json:", "$.apis[1].level", "router 'studio' has no level 'vidoe'")],
+    ),
     "transport the driver cannot use": (
         {"tieline.json": good(routers=[{**GOOD["routers"][0], "transport": {"type": "serial"}}]),
          "users.json": USERS},
@@ -235,6 +242,13 @@ def test_many_problems_reported_at_once(settings_dir):
     for problem in info.value.problems:
         key = problem.path.rsplit(".", 1)[-1].split("[")[0]
         assert key in text[problem.line - 1]
+
+
+def test_several_apis_may_listen_on_port_0(settings_dir):
+    folder = settings_dir({"tieline.json": good(apis=[
+        {"type": "websocket", "listen": "127.0.0.1:0"},
+        {"type": "websocket", "listen": "127.0.0.1:0"}]), "users.json": USERS})
+    assert len(load_settings(folder, Plugins()).apis) == 2
 
 
 def test_missing_folder_and_file(tmp_path):
