@@ -48,6 +48,7 @@ from .events import (
     NodeStatusChanged,
     ProtectChanged,
     SalvosChanged,
+    SettingsChanged,
     Subscription,
 )
 from .model import (
@@ -117,6 +118,7 @@ __all__ = [
     "Salvo",
     "SalvoResult",
     "SalvosChanged",
+    "SettingsChanged",
     "SettingsError",
     "SettingsProblem",
     "Subscription",

@@ -70,6 +70,8 @@ def run(settings: str | None, log_level: str) -> None:
         level=log_level.upper(), stream=sys.stderr,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
+    if log_level.upper() != "DEBUG":  # one line per reconnect attempt otherwise
+        logging.getLogger("asyncssh").setLevel(logging.WARNING)
     folder = _settings_folder(settings)
     if folder is None:
         folder = ensure_demo()
@@ -79,6 +81,19 @@ def run(settings: str | None, log_level: str) -> None:
     except SettingsError as exc:
         click.echo(str(exc), err=True)
         sys.exit(1)
+    from contextlib import nullcontext
+
+    from .discovery import advertising, parse_interfaces
+    from .service import ServiceNotifier
+
+    systemd = ServiceNotifier(node)  # sd_notify; does nothing outside a service manager
+    # mDNS advertising is opt-in through the environment until settings get a key for it
+    try:
+        mdns = advertising(node, parse_interfaces(os.environ.get("TIELINE_MDNS_INTERFACES"))
+                           ) if os.environ.get("TIELINE_MDNS") == "1" else nullcontext()
+    except ValueError as exc:
+        click.echo(f"tieline: TIELINE_MDNS_INTERFACES: {exc}", err=True)
+        sys.exit(1)
 
     def ready(node: Any) -> None:
         gc.freeze()  # start-up objects leave the collector's generations: shorter full GCs
@@ -86,6 +101,7 @@ def run(settings: str | None, log_level: str) -> None:
             click.echo(f"tieline: node '{node.settings.node_name}' serving {api.describe()} "
                        f"(settings: {folder})")
         sys.stdout.flush()
+        systemd.ready()  # after the serving lines: READY=1 means clients can connect
 
     def reload() -> None:
         try:
@@ -94,12 +110,17 @@ def run(settings: str | None, log_level: str) -> None:
             logging.getLogger("tieline").error("settings not reloaded (the running ones "
                                                "stay): %s", exc)
 
+    def stop() -> None:
+        systemd.stopping()
+        node.stop()
+
     async def serve() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, node.stop)
+            loop.add_signal_handler(sig, stop)
         loop.add_signal_handler(signal.SIGHUP, reload)
-        await node.run(ready)
+        async with systemd, mdns:
+            await node.run(ready)
 
     try:
         asyncio.run(serve())
@@ -171,10 +192,12 @@ def plugins(settings: str | None, as_json: bool) -> None:
 @click.option("--inputs", type=click.IntRange(1, 65536), default=16, show_default=True)
 @click.option("--outputs", type=click.IntRange(1, 65536), default=16, show_default=True)
 @click.option("--levels", type=click.IntRange(1, 256), default=1, show_default=True)
+@click.option("--command-log", "command_log", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Append every command received to FILE, one JSON line each.")
 @click.option("--log-level", default="INFO", show_default=True,
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
 def emulate(name: str, listen: str | None, serial_device: str | None, inputs: int,
-            outputs: int, levels: int, log_level: str) -> None:
+            outputs: int, levels: int, command_log: str | None, log_level: str) -> None:
     """Run the device emulator NAME (see `tieline plugins`): a router without hardware."""
     from .plugin_manager import Plugins
     from .transports import SerialTransport, parse_hostport
@@ -196,6 +219,8 @@ def emulate(name: str, listen: str | None, serial_device: str | None, inputs: in
 
     async def serve() -> None:
         device = cls.from_cli(inputs=inputs, outputs=outputs, levels=levels)
+        if command_log:
+            device.command_log_file = open(command_log, "a", encoding="utf-8")  # noqa: SIM115
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -219,6 +244,8 @@ def emulate(name: str, listen: str | None, serial_device: str | None, inputs: in
             pass
         finally:
             await device.close()
+            if device.command_log_file is not None:
+                device.command_log_file.close()
 
     try:
         asyncio.run(serve())
@@ -227,6 +254,119 @@ def emulate(name: str, listen: str | None, serial_device: str | None, inputs: in
             click.echo(f"tieline: {exc}", err=True)
         sys.exit(1)
     click.echo("tieline: stopped")
+
+
+# -- service and discover ----------------------------------------------------------------------
+
+
+@main.group()
+def service() -> None:
+    """Run a node as a systemd service."""
+
+
+@service.command("install")
+@settings_option
+@click.option("--user", metavar="USER",
+              help="Run the node as this user (default: $SUDO_USER under sudo, else you).")
+@click.option("--name", metavar="NAME",
+              help="The unit is tieline-NAME.service (default: the node's name).")
+@click.option("--output", metavar="PATH", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the unit here (default: /etc/systemd/system/tieline-NAME.service).")
+def service_install(settings: str | None, user: str | None, name: str | None,
+                    output: Path | None) -> None:
+    """Write a systemd unit that runs `tieline run --settings DIR` (systemctl is not run)."""
+    import getpass
+    import pwd
+
+    from .plugin_manager import Plugins
+    from .service import (SYSTEMD_FOLDER, check_unit_name, tieline_executable, unit_file,
+                          write_unit)
+    from .settings import load_settings, read_disabled_plugins
+
+    folder = _settings_folder(settings)
+    if folder is None:
+        raise click.UsageError("give --settings DIR or set TIELINE_SETTINGS")
+    folder = folder.absolute()
+    logging.basicConfig(level="ERROR", stream=sys.stderr, format="%(levelname)s %(message)s")
+    try:
+        loaded = load_settings(folder, Plugins(disabled=read_disabled_plugins(folder)))
+    except SettingsError as exc:
+        click.echo(str(exc), err=True)
+        click.echo("tieline: no unit written: a service would not start with these settings; "
+                   "fix them (tieline validate --settings DIR) and run this again", err=True)
+        sys.exit(1)
+    name = name or loaded.node_name
+    user = user or os.environ.get("SUDO_USER") or getpass.getuser()
+    try:
+        text = unit_file(folder, command=tieline_executable(), user=user,
+                         name=check_unit_name(name))
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    unit = f"tieline-{name}.service"
+    path = output or SYSTEMD_FOLDER / unit
+    try:
+        write_unit(path, text)
+    except OSError as exc:
+        click.echo(f"tieline: cannot write {path}: {exc.strerror or exc}; run it as root "
+                   "(sudo) or give --output PATH", err=True)
+        sys.exit(1)
+    click.echo(f"tieline: wrote {path}: node '{loaded.node_name}' from {folder}, as user {user}")
+    if not user.isdigit():
+        try:
+            pwd.getpwnam(user)
+        except KeyError:
+            click.echo(f"tieline: note: there is no user '{user}' on this machine yet; create "
+                       "it, and let it read and write the settings folder, before starting")
+    if folder.is_relative_to("/tmp") or folder.is_relative_to("/var/tmp"):
+        click.echo(f"tieline: note: the unit has PrivateTmp=yes: the service sees its own "
+                   f"empty /tmp, not {folder}; move the settings folder (e.g. to /srv)")
+    click.echo("next:")
+    if path.absolute().parent != SYSTEMD_FOLDER:
+        click.echo(f"  sudo cp {path} {SYSTEMD_FOLDER / unit}")
+    click.echo("  sudo systemctl daemon-reload")
+    click.echo(f"  sudo systemctl enable --now {unit}")
+    click.echo(f"  systemctl status {unit}    # and: journalctl -u {unit} -f")
+
+
+@main.command()
+@click.option("--timeout", type=click.FloatRange(0.1, 60), default=3.0, show_default=True,
+              help="Seconds to wait for answers.")
+@click.option("--interface", "interfaces", metavar="ADDRESS", multiple=True,
+              help="Ask only on the interface with this IPv4 address (repeatable; default: "
+                   "every interface).")
+@json_option
+def discover(timeout: float, interfaces: tuple[str, ...], as_json: bool) -> None:
+    """List the tieline nodes on the local network (mDNS)."""
+    from .discovery import browse, parse_interfaces
+    from .failover import NodeStatus, Role, State
+
+    logging.basicConfig(level="ERROR", stream=sys.stderr, format="%(levelname)s %(message)s")
+    try:
+        chosen = parse_interfaces(",".join(interfaces))
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    try:
+        nodes = asyncio.run(browse(timeout, chosen))
+    except (OSError, RuntimeError) as exc:
+        click.echo(f"tieline: cannot send mDNS queries: {exc}", err=True)
+        sys.exit(1)
+    if as_json:
+        click.echo(json.dumps({"nodes": nodes}))
+        return
+    if not nodes:
+        click.echo(f"no tieline node answered within {timeout:g} s")
+    for n in nodes:
+        try:
+            text = NodeStatus(n["node"], Role(n["role"]), State(n["state"])).text
+        except ValueError:  # a newer tieline's role or state
+            text = "status unknown"
+        click.echo(f"{n['node']}: {text} (role {n['role']}, state {n['state']}, "
+                   f"epoch {n['epoch']})")
+        click.echo(f"  host {n['host']} {', '.join(n['addresses'])}")
+        for url in n["apis"]:
+            click.echo(f"  api {url}")
+        if n["failover"]:
+            click.echo(f"  failover {n['failover']}")
 
 
 # -- users -------------------------------------------------------------------------------------
@@ -519,3 +659,32 @@ def label(kind: str, port: str, text: str, router: str | None, server: str,
 
     mirror, index = _client_call(server, token, action)
     click.echo(f"{mirror.id}: {kind} {index} labelled {text!r}")
+
+
+# -- keys --------------------------------------------------------------------------------------
+
+
+@main.group()
+def keys() -> None:
+    """Manage the cluster key that authenticates the nodes of a cluster to each other."""
+
+
+@keys.command("generate")
+@click.argument("folder", metavar="DIR", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--name", default="cluster.key", show_default=True,
+              help="File name of the key (the failover block's \"key\").")
+@click.option("--force", is_flag=True,
+              help="Replace an existing key (then copy the new one to every node).")
+def keys_generate(folder: Path, name: str, force: bool) -> None:
+    """Make a new cluster key in DIR (NAME, mode 0600, and NAME.pub); copy it to every node."""
+    from .peerlink import generate_cluster_key, load_cluster_key
+
+    try:
+        path = generate_cluster_key(folder, name, force=force)
+        fingerprint = load_cluster_key(path).get_fingerprint()
+    except TielineError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"tieline: cluster key written to {path} (and {path.name}.pub), "
+               f"fingerprint {fingerprint}")
+    click.echo("Copy it (keeping mode 0600) into the settings folder of every node of the "
+               "cluster.")

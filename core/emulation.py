@@ -17,8 +17,10 @@ from __future__ import annotations
 import abc
 import asyncio
 import itertools
+import json
 import logging
 import socket
+import time
 from collections.abc import Coroutine
 from typing import Any, ClassVar
 
@@ -146,8 +148,17 @@ class DeviceEmulator(abc.ABC):
     async def started(self) -> None:
         """Called once, before the first controller is served (start device tasks here)."""
 
+    #: when set, every command received is also appended to this file as a JSON line
+    #: ``{"t": <unix time>, "peer": name, "command": repr}`` (``tieline emulate
+    #: --command-log``), so that other processes (tests, people) can see what was sent.
+    command_log_file: Any = None
+
     def log_command(self, peer: EmulatorPeer, command: Any) -> None:
         self.command_log.append((peer.name, command))
+        if self.command_log_file is not None:
+            self.command_log_file.write(json.dumps(
+                {"t": time.time(), "peer": peer.name, "command": repr(command)}) + "\n")
+            self.command_log_file.flush()
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:

@@ -93,6 +93,16 @@ class SalvosChanged(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class SettingsChanged(Event):
+    """Settings files were written by this node or reloaded (failover replicates them).
+
+    :param files: the names of the files that changed, relative to the settings folder.
+    """
+
+    files: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class NodeStatusChanged(Event):
     """The node's role, state, epoch or status text changed.
 

@@ -1,19 +1,38 @@
-"""Roles, the active/standby state, status text and the write guards that follow from them.
+"""Roles, the active/standby state, the epoch, fencing, and the failover strategy interface.
 
 A node's **role** comes from settings (``standalone``, ``main``, ``backup``); its **state**
-(``active`` or ``standby``) comes from the failover strategy's elector. A standalone node is
-always active. The **epoch** only goes up; the failover strategies (their own issue) persist
-and check it, and carry it in every peer message, client hello and status.
+(``active`` or ``standby``) comes from the failover strategy. A standalone node is always
+active.
+
+The **epoch** is a fencing number that only goes up across a cluster: a node that becomes
+active takes a new epoch (one above every epoch it has seen) and persists it *before* it
+acts (:class:`EpochStore`); it is carried in every peer message, client hello and status,
+and a receiver refuses anything from a lower epoch than it has seen.
+
+**Fencing by time.** An active node may act (send commands to routers) only until its
+*fence* (``Failover.fence_until``, monotonic clock). The strategy moves the fence forward
+on every heartbeat tick while it is sure it still holds the active role; a node whose tick
+did not run in time (it was paused: SIGSTOP, a hung host, a VM migration) finds its fence in
+the past and refuses every request until its strategy has revalidated. A holder stops
+acting at its renew deadline.
 """
 
 from __future__ import annotations
 
+import abc
 import enum
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from .errors import NodeStandby, ReadOnly
+if TYPE_CHECKING:
+    from .node import Node
+
+from .errors import NodeStandby, ReadOnly, Refused, TielineError
 from .events import NodeStatusChanged
+from .jsonfile import JsonFileError, load_json, write_json_atomic
 
 
 class Role(enum.StrEnum):
@@ -73,9 +92,15 @@ class Failover:
     :param publish: publishes events (the event bus's ``publish``).
     """
 
-    def __init__(self, status: NodeStatus, publish: Callable[[object], None]) -> None:
+    def __init__(self, status: NodeStatus, publish: Callable[[object], None], *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.status = status
         self._publish = publish
+        self.clock = clock
+        #: monotonic time until which an active node may act; None: no fencing (standalone).
+        self.fence_until: float | None = None
+        #: set while a planned handover drains: new writes are refused, in-flight ones finish.
+        self.draining = False
 
     def update(self, **changes: object) -> None:
         """Change the status (state, epoch, active …) and announce it."""
@@ -86,12 +111,24 @@ class Failover:
 
     def require_active(self) -> None:
         """Raise :class:`NodeStandby` unless this node takes writes now."""
-        if self.status.state is not State.ACTIVE:
-            where = self.status.active or "unknown"
+        status = self.status
+        if status.state is not State.ACTIVE:
+            where = status.active or "unknown"
             raise NodeStandby(
-                f"node '{self.status.node}' is standby; send requests to the active node "
+                f"node '{status.node}' is standby; send requests to the active node "
                 f"({where})",
-                active=self.status.active,
+                active=status.active,
+            )
+        if self.draining:
+            raise NodeStandby(
+                f"node '{status.node}' is handing over to another node; retry on it",
+                active=status.active,
+            )
+        if self.fence_until is not None and self.clock() > self.fence_until:
+            raise NodeStandby(
+                f"node '{status.node}' cannot confirm that it is still the active node (its "
+                "lease was not renewed in time); the request was not sent — retry",
+                active=status.active,
             )
 
     def require_settings_writable(self) -> None:
@@ -102,3 +139,104 @@ class Failover:
                 "settings are read-only while the backup is active; the main is "
                 f"{self.status.main or 'unknown'}"
             )
+
+
+class EpochStore:
+    """The node's epoch, persisted before use (``epoch.json`` in the node's state folder).
+
+    :param path: the file; its folder is created if needed.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.epoch = 0
+        try:
+            data = load_json(path).data
+        except JsonFileError as exc:
+            if exc.problem.line != 0:  # present but damaged: never guess an epoch
+                raise TielineError(
+                    f"{path}: {exc.problem.message}; the epoch must be known. Remove the file "
+                    "only if every node of the cluster is stopped") from exc
+        else:
+            value = data.get("epoch") if isinstance(data, dict) else None
+            if not isinstance(value, int) or value < 0:
+                raise TielineError(f"{path}: expected {{\"epoch\": <integer ≥ 0>}}")
+            self.epoch = value
+
+    def raise_to(self, value: int) -> int:
+        """Persist ``value`` if it is higher than the current epoch (fsynced before return).
+
+        :returns: the epoch now (never lower than before).
+        """
+        if value > self.epoch:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(self.path, {"epoch": value}, keep_previous=False)
+            self.epoch = value
+        return self.epoch
+
+    def next(self, seen: int = 0) -> int:
+        """Take a new epoch above every epoch known (our own and ``seen``); persisted."""
+        return self.raise_to(max(self.epoch, seen) + 1)
+
+
+def peer_link_schema(extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ``failover`` keys every strategy over the peer link shares, plus ``extra``."""
+    properties: dict[str, Any] = {
+        "listen": {"type": "string", "pattern": "^(\\[[0-9A-Fa-f:.]+\\]|[^:\\s]+):[0-9]{1,5}$",
+                   "description": "HOST:PORT of this node's peer link."},
+        "peers": {"type": "array", "uniqueItems": True,
+                  "items": {"type": "string",
+                            "pattern": "^(\\[[0-9A-Fa-f:.]+\\]|[^:\\s]+):[0-9]{1,5}$"},
+                  "description": "HOST:PORT of the other nodes' peer links."},
+        "key": {"type": "string", "minLength": 1, "default": "cluster.key",
+                "description": "The cluster key file in the settings folder "
+                               "(tieline keys generate)."},
+        "advertise": {"type": "string", "minLength": 1,
+                      "description": "The WebSocket URL clients use to reach this node "
+                                     "(default: from the first websocket API)."},
+        "heartbeat_ms": {"type": "integer", "minimum": 20, "maximum": 10000, "default": 250,
+                         "description": "How often nodes tell each other they are alive."},
+    }
+    properties.update(extra or {})
+    return {"properties": properties, "required": ["listen", "peers"]}
+
+
+class Strategy(abc.ABC):
+    """A failover strategy: what a plugin returns from ``tieline_failover_strategies``.
+
+    The node builds one from its ``failover`` block, runs :meth:`run` in its task group once
+    its device links run and before its APIs listen, and calls :meth:`close` when it stops.
+    The strategy drives ``node.failover`` (state, epoch, fence, active address).
+
+    :param node: the node.
+    :param options: the ``failover`` block (validated against ``settings_schema``).
+    """
+
+    name: ClassVar[str]
+    settings_schema: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, node: Node, options: dict[str, Any]) -> None:
+        self.node = node
+        self.options = options
+
+    @classmethod
+    def check(cls, options: dict[str, Any]) -> list[tuple[str, str]]:
+        """Problems of the ``failover`` block that its schema cannot state, as
+        ``(key, message)`` pairs (reported by validate with file, line and path)."""
+        return []
+
+    @abc.abstractmethod
+    async def run(self) -> None:
+        """Run until cancelled."""
+
+    async def close(self) -> None:
+        """Release what the strategy holds (called once, after run was cancelled)."""
+
+    async def switch_back(self) -> dict[str, Any]:
+        """A planned handover back to the main (``tieline failover switch-back``)."""
+        raise Refused(f"the {self.name} strategy has no switch-back")
+
+    async def change_member(self, action: str, address: str) -> dict[str, Any]:
+        """Add or remove a peer (``tieline backup add/remove``); the main writes the
+        settings and replicates them."""
+        raise Refused(f"the {self.name} strategy has no membership changes")

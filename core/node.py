@@ -19,8 +19,8 @@ from .apis import ApiCommand, ClientApi
 from .auth import Authenticator
 from .devices import DeviceLink
 from .errors import PluginError, TielineError
-from .events import EventBus, LabelsChanged, SalvosChanged, Subscription
-from .failover import Failover, NodeStatus, Role, State
+from .events import EventBus, LabelsChanged, SalvosChanged, SettingsChanged, Subscription
+from .failover import EpochStore, Failover, NodeStatus, Role, State, Strategy
 from .model import RouterState
 from .plugin_manager import Plugins
 from .routing import RouterRuntime, RoutingService
@@ -28,10 +28,13 @@ from .settings import Settings, SettingsStore, load_settings, read_disabled_plug
 
 log = logging.getLogger(__name__)
 
+#: the folder, inside the settings folder, of the node's runtime state (never replicated).
+STATE_FOLDER = ".tieline-state"
+
 #: API command names the core's APIs answer themselves; plugins may not take them.
 RESERVED_COMMANDS = frozenset({
     "hello", "ping", "snapshot", "subscribe", "unsubscribe", "route", "salvo", "protect",
-    "lock", "release", "label", "status",
+    "lock", "release", "label", "status", "failover", "members",
 })
 
 
@@ -49,10 +52,15 @@ class Node:
         self.plugins = plugins
         self.bus = EventBus()
         state = State.ACTIVE if settings.role is Role.STANDALONE else State.STANDBY
+        #: the node's runtime state (the epoch): beside the settings, never replicated.
+        self.state_folder = settings.folder / STATE_FOLDER
+        self.epochs = EpochStore(self.state_folder / "epoch.json")
         self.failover = Failover(
-            NodeStatus(settings.node_name, settings.role, state), self.bus.publish
+            NodeStatus(settings.node_name, settings.role, state, epoch=self.epochs.epoch),
+            self.bus.publish,
         )
-        self.store = SettingsStore(settings, self.failover.require_settings_writable)
+        self.store = SettingsStore(settings, self.failover.require_settings_writable,
+                                   self._written)
         self.routing = RoutingService(
             self.bus, self.failover, policy=plugins.route_requested,
             label_writer=self.store.save_label,
@@ -84,8 +92,61 @@ class Node:
         self.apis: list[ClientApi] = [
             api_classes[entry["type"]][1](self, entry) for entry in settings.apis
         ]
+        self.strategy: Strategy | None = None
+        if settings.failover is not None:
+            strategy_cls = plugins.strategies()[settings.failover["strategy"]][1]
+            self.strategy = strategy_cls(self, settings.failover)
         self._stop = asyncio.Event()
         self.started = asyncio.Event()
+        self._tg: asyncio.TaskGroup | None = None
+        self._link_tasks: dict[DeviceLink, asyncio.Task[None]] = {}
+
+    # -- device links for failover ---------------------------------------------------------
+    def _warm(self, link: DeviceLink) -> bool:
+        """Whether the link runs on a standby node (the device allows a second controller)."""
+        return link.driver.allows_second_controller or self.status.state is State.ACTIVE
+
+    def _start_link(self, link: DeviceLink) -> None:
+        task = self._link_tasks.get(link)
+        if (task is None or task.done()) and self._tg is not None:
+            self._link_tasks[link] = self._tg.create_task(link.run(), name=f"link {link.router}")
+
+    def routers_online(self) -> bool:
+        """Whether every router's link is up with its state read (the node reaches them)."""
+        return all(rt.state.online for rt in self.routing.routers.values())
+
+    async def connect_all_links(self, timeout: float) -> bool:
+        """Start every link (also those a standby leaves closed) and wait until all routers
+        are online; a candidate calls this before it takes over.
+
+        :returns: whether every router came online within ``timeout``.
+        """
+        for link in self.links:
+            self._start_link(link)
+        try:
+            async with asyncio.timeout(timeout):
+                while not self.routers_online():
+                    await asyncio.sleep(0.01)
+            return True
+        except TimeoutError:
+            return False
+
+    async def close_cold_links(self) -> None:
+        """On becoming standby: close the links of devices that allow one controller only,
+        so that the active node can connect."""
+        for link in self.links:
+            task = self._link_tasks.get(link)
+            if not link.driver.allows_second_controller and task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                del self._link_tasks[link]
+
+    def api_urls(self) -> list[str]:
+        """How clients reach this node (failover ``advertise``, else the WebSocket APIs)."""
+        advertised = (self.settings.failover or {}).get("advertise")
+        if advertised:
+            return [advertised]
+        return [api.describe() for api in self.apis if api.name == "websocket"]
 
     def _api_commands(self) -> dict[str, ApiCommand]:
         commands: dict[str, ApiCommand] = {}
@@ -131,8 +192,9 @@ class Node:
                 rt.settings_labels[kind] = dict(texts)
                 if changed:
                     self.bus.publish(LabelsChanged(rid, kind, changed))
-        self.store = SettingsStore(new, self.failover.require_settings_writable)
+        self.store = SettingsStore(new, self.failover.require_settings_writable, self._written)
         self.routing.label_writer = self.store.save_label
+        self.bus.publish(SettingsChanged(self.shared_files()))
         restart = [
             name for name, before, after in (
                 ("node", (old.node_name, old.role), (new.node_name, new.role)),
@@ -150,6 +212,17 @@ class Node:
                         ", ".join(restart))
         return restart
 
+    def shared_files(self) -> tuple[str, ...]:
+        """The settings files every node of a cluster shares (the main replicates them):
+        the users file, salvos.json, labels.json. tieline.json is each node's own."""
+        files = ["salvos.json", "labels.json"]
+        if self.settings.users_file:
+            files.insert(0, self.settings.users_file)
+        return tuple(files)
+
+    def _written(self, name: str) -> None:
+        self.bus.publish(SettingsChanged((name,)))
+
     def stop(self) -> None:
         """Ask the node to stop (safe from a signal handler)."""
         self._stop.set()
@@ -161,12 +234,16 @@ class Node:
             # subscribed before any link runs, so observers see every event from the start
             observed = self.bus.subscribe("observer plugins", maxsize=100_000)
         async with asyncio.TaskGroup() as tg:
-            link_tasks = [
-                tg.create_task(link.run(), name=f"link {link.router}") for link in self.links
-            ]
+            self._tg = tg
+            for link in self.links:
+                if self._warm(link):
+                    self._start_link(link)
             observer = tg.create_task(self._observe(observed), name="observers")
+            strategy_task = None
             started: list[ClientApi] = []
             try:
+                if self.strategy is not None:
+                    strategy_task = tg.create_task(self.strategy.run(), name="failover")
                 for api in self.apis:
                     await api.start()
                     started.append(api)
@@ -177,7 +254,13 @@ class Node:
                     ready(self)
                 await self._stop.wait()
             finally:
-                await self._shutdown(started, link_tasks + [observer])
+                tasks = [observer, *self._link_tasks.values()]
+                if strategy_task is not None:
+                    strategy_task.cancel()
+                    await asyncio.gather(strategy_task, return_exceptions=True)
+                    await self.strategy.close()  # type: ignore[union-attr]
+                await self._shutdown(started, tasks)
+                self._tg = None
 
     async def _shutdown(self, apis: list[ClientApi], tasks: list[asyncio.Task]) -> None:
         log.info("node '%s' stopping", self.settings.node_name)

@@ -15,6 +15,7 @@ publishes the resulting events, and resolves the requests waiting for them.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -126,6 +127,23 @@ class _Waiter:
 LabelWriter = Callable[[str, PortKind, int, str], None]
 
 
+def _write_request(method: Any) -> Any:
+    """Count a write request as in flight while it is served (see RoutingService.drain)."""
+
+    @functools.wraps(method)
+    async def counted(self: RoutingService, *args: Any, **kwargs: Any) -> Any:
+        self.in_flight += 1
+        try:
+            return await method(self, *args, **kwargs)
+        finally:
+            self.in_flight -= 1
+            if self.in_flight == 0 and self._idle is not None:
+                self._idle.set()
+                self._idle = None
+
+    return counted
+
+
 class RoutingService:
     """Checks, sends and confirms every request; applies every device report.
 
@@ -152,6 +170,24 @@ class RoutingService:
         self._tally_waiters: dict[tuple[str, int, int], list[_Waiter]] = {}
         self._protect_waiters: dict[tuple[str, int, int], list[_Waiter]] = {}
         self._label_waiters: dict[tuple[str, PortKind, int], list[_Waiter]] = {}
+        #: write requests being served now (a planned handover waits for them).
+        self.in_flight = 0
+        self._idle: asyncio.Event | None = None
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait until no write request is being served (new ones must be refused first).
+
+        :returns: whether every request finished within ``timeout``.
+        """
+        if self.in_flight == 0:
+            return True
+        self._idle = self._idle or asyncio.Event()
+        try:
+            async with asyncio.timeout(timeout):
+                await self._idle.wait()
+            return True
+        except TimeoutError:
+            return False
 
     def add_router(self, runtime: RouterRuntime) -> None:
         self.routers[runtime.id] = runtime
@@ -333,6 +369,7 @@ class RoutingService:
         )
 
     # -- requests ----------------------------------------------------------------------
+    @_write_request
     async def route(
         self, principal: Principal, router_id: str, destination: int, source: int,
         levels: Sequence[str] | None = None,
@@ -373,6 +410,7 @@ class RoutingService:
                 raise error
         return crosspoints
 
+    @_write_request
     async def take_salvo(self, principal: Principal, name: str) -> SalvoResult:
         """Take a salvo: every crosspoint not refused is sent at once, then confirmed.
 
@@ -414,6 +452,7 @@ class RoutingService:
                     refused.append(RefusedCrosspoint(xp, error.code, error.message))
         return SalvoResult(name, rt.id, tuple(taken), tuple(refused))
 
+    @_write_request
     async def protect(
         self, principal: Principal, router_id: str, destination: int,
         levels: Sequence[str] | None = None, kind: ProtectKind = ProtectKind.PROTECT,
@@ -436,6 +475,7 @@ class RoutingService:
                 )
         await self._set_protects(rt, principal, destination, level_ids, wanted, force=False)
 
+    @_write_request
     async def release(
         self, principal: Principal, router_id: str, destination: int,
         levels: Sequence[str] | None = None, *, force: bool = False,
@@ -496,6 +536,7 @@ class RoutingService:
             if rt.state.set_protect(level, destination, wanted):
                 self.bus.publish(ProtectChanged(rt.id, level, destination, wanted))
 
+    @_write_request
     async def set_label(
         self, principal: Principal, router_id: str, kind: PortKind, index: int, text: str
     ) -> None:

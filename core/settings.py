@@ -354,8 +354,18 @@ class _Loader:
                 )
             else:
                 cls = self.strategies[name][1]
-                self.problems.schema(main, _closed(["strategy"], getattr(cls, "settings_schema", {})),
-                                     failover, ("failover",))
+                if self.problems.schema(main, _closed(["strategy"], cls.settings_schema),
+                                        failover, ("failover",)):
+                    for key, message in cls.check(failover):
+                        self.problems.add(main, ("failover", key) if key in failover
+                                          else ("failover",), message)
+                    key_file = failover.get("key", "cluster.key")
+                    if "listen" in failover and not (self.folder / key_file).is_file():
+                        self.problems.add(
+                            main, ("failover", "key") if "key" in failover else ("failover",),
+                            f"cluster key '{key_file}' not found in the settings folder; make "
+                            f"it once with `tieline keys generate {self.folder}` and copy it "
+                            "to every node of the cluster")
         return role
 
     def _available(self, kind: str, name: str, found: dict[str, Any]) -> str:
@@ -633,6 +643,20 @@ class _Loader:
 # -------------------------------------------------------------------------------------------
 
 
+def change_failover_peers(folder: Path, peers: list[str]) -> None:
+    """Write a new ``failover.peers`` into tieline.json (atomic; the rest unchanged)."""
+    path = folder / MAIN_FILE
+    data = load_json(path).data
+    data["failover"]["peers"] = list(peers)
+
+    def validate(value: object) -> None:
+        errors = list(Draft202012Validator(core_schema("tieline.schema.json")).iter_errors(value))
+        if errors:
+            raise InvalidRequest(f"refusing to write an invalid {MAIN_FILE}: {errors[0].message}")
+
+    write_json_atomic(path, data, validate=validate)
+
+
 class SettingsStore:
     """Writes settings files atomically, after validating them, when writes are allowed.
 
@@ -642,9 +666,11 @@ class SettingsStore:
     :param settings: the loaded settings, the starting point of every change.
     """
 
-    def __init__(self, settings: Settings, guard: Callable[[], None]) -> None:
+    def __init__(self, settings: Settings, guard: Callable[[], None],
+                 written: Callable[[str], None] = lambda name: None) -> None:
         self.folder = settings.folder
         self.guard = guard
+        self.written = written
         self._labels = {
             rid: {kind: dict(labels) for kind, labels in kinds.items()}
             for rid, kinds in settings.labels.items()
@@ -661,6 +687,7 @@ class SettingsStore:
                 raise InvalidRequest(f"refusing to write an invalid {name}: {detail}")
 
         write_json_atomic(self.folder / name, data, validate=validate, new_mode=new_mode)
+        self.written(name)
 
     def save_label(self, router: str, kind: PortKind, index: int, text: str) -> None:
         """Store one port label in labels.json (the change is written before it applies)."""

@@ -40,7 +40,7 @@ class Incomplete(Exception):
 
 #: Requests in reading order; types not listed here follow, sorted.
 REQUEST_ORDER = ["hello", "ping", "status", "snapshot", "subscribe", "unsubscribe", "route",
-                 "salvo", "protect", "lock", "release", "label"]
+                 "salvo", "protect", "lock", "release", "label", "failover", "members"]
 
 # -------------------------------------------------------------------------------------------
 # The node the examples come from
@@ -160,6 +160,21 @@ EXAMPLE_FLOW: list[tuple[dict[str, Any], dict[str, Any]]] = [
     ({"type": "salvo", "id": 15, "name": "weather"},
      _error(15, code="not_found", message="no salvo 'weather'; salvos: news", field="name")),
     ({"type": "unsubscribe", "id": 16}, _ok(16, {})),
+    ({"type": "failover", "id": 17, "action": "switch_back"},
+     _error(17, code="invalid", message="node 'mcr-1' is standalone: it has no failover "
+            "strategy", field="type")),
+    ({"type": "members", "id": 18, "action": "add", "address": "10.0.0.3:7401"},
+     _error(18, code="invalid", message="node 'mcr-1' is standalone: it has no failover "
+            "strategy", field="type")),
+]
+
+#: Exchanges with the main of a lease cluster (the standalone example node above answers
+#: these requests with `invalid`); tests/failover exercises them on real clusters.
+CLUSTER_EXAMPLES: list[tuple[dict[str, Any], dict[str, Any]]] = [
+    ({"type": "failover", "id": 21, "action": "switch_back"},
+     _ok(21, {"switched": True, "epoch": 7})),
+    ({"type": "members", "id": 22, "action": "add", "address": "10.0.0.3:7401"},
+     _ok(22, {"peers": ["10.0.0.2:7401", "10.0.0.3:7401"]})),
 ]
 
 #: The events the connection above receives (it subscribes at id 7), in order.
@@ -214,8 +229,11 @@ ERROR_CODES: dict[str, str] = {
                "while waiting: the request may or may not have been made, so check the tally.",
     "timeout": "The router did not confirm within the router's `confirm_timeout_ms`; it may "
                "have refused silently or the link may be slow. Check the tally.",
-    "standby": "This node is standby and takes no writes; `active` names the active node "
-               "when known. Send the request there.",
+    "standby": "This node is standby and takes no writes; `active` names the active node's "
+               "WebSocket URL when known. The request was not carried out: send it there "
+               "(see [Several nodes: failover](#several-nodes-failover)). An active node that "
+               "cannot confirm its role at this moment (handing over, or its lease not yet "
+               "renewed) answers the same way: retry shortly.",
     "read_only": "Settings may not be written now (a backup is active); labels kept in "
                  "settings cannot be changed.",
     "error": "An internal error in tieline or in a plugin command (a bug: the message names "
@@ -256,6 +274,13 @@ RESULTS: dict[str, str] = {
                "error.",
     "label": "Empty, once the label is stored: confirmed by the router, or written to "
              "labels.json for a router whose `label_store` is `settings`.",
+    "failover": "For `switch_back`: `switched` (whether the main is active now), `epoch`, "
+                "or `reason` when nothing was done (the main is already active; no backup "
+                "is active). Sent to a backup, the request is passed on to the main. A "
+                "standalone node answers `invalid`.",
+    "members": "`peers`: the main's peer list after the change. Only the main changes "
+               "members (a backup answers `read_only` naming the main), and not while a "
+               "backup is active. A standalone node answers `invalid`.",
 }
 
 #: Descriptions of server-message fields whose schema gives none, by (message, field path).
@@ -268,7 +293,7 @@ SERVER_FIELD_NOTES: dict[tuple[str, str], str] = {
     ("hello", "node.status"): "The status line people see, e.g. `Standalone is active`, "
                               "`Backup is active`.",
     ("hello", "node.epoch"): "Failover fencing number; it only goes up.",
-    ("hello", "node.active"): "The active node's address, when this node is standby and "
+    ("hello", "node.active"): "The active node's WebSocket URL, when this node is standby and "
                               "knows it; else null.",
     ("heartbeat", "type"): "Always `\"heartbeat\"`.",
     ("heartbeat", "seq"): "Counts heartbeats on this connection, from 1.",
@@ -282,7 +307,7 @@ SERVER_FIELD_NOTES: dict[tuple[str, str], str] = {
     ("response", "error.message"): "For people: names the thing, the expectation and the fix.",
     ("response", "error.field"): "The request field at fault (a dotted path), when one is.",
     ("response", "error.owner"): "With `protected`: who holds the protect or lock.",
-    ("response", "error.active"): "With `standby`: the active node's address, or null.",
+    ("response", "error.active"): "With `standby`: the active node's WebSocket URL, or null.",
     ("event", "type"): "Always `\"event\"`.",
     ("event", "event"): "Which change: see the table of event kinds.",
     ("event", "router"): "The router's id (every kind except `status` and `salvos`).",
@@ -309,7 +334,7 @@ SERVER_FIELD_NOTES: dict[tuple[str, str], str] = {
     ("event", "status.state"): "`active` or `standby`.",
     ("event", "status.status"): "The status line people see.",
     ("event", "status.epoch"): "Failover fencing number.",
-    ("event", "status.active"): "The active node's address when this node is standby, or "
+    ("event", "status.active"): "The active node's WebSocket URL when this node is standby, or "
                                 "null.",
     ("event", "names"): "`salvos`: the names of every salvo now defined.",
 }
@@ -423,6 +448,49 @@ connect again, to its next endpoint when it knows several; there it sends `hello
 `subscribe` again and starts from the new snapshot. A request whose response never came
 may or may not have been carried out: check the snapshot before repeating anything that is
 not idempotent. Clients need not send heartbeats.
+
+## Several nodes: failover
+
+In a cluster one node is **active** (it takes writes) and the others are **standby**: they
+answer reads and `subscribe`, and refuse writes with the error `standby`. The server's
+`hello`, the `status` result and the `status` event give the node's `state`, its `epoch`
+(a fencing number that only goes up across the cluster) and, on a standby that knows it,
+`active`: the active node's WebSocket URL, as clients reach it. A `standby` error carries
+the same `active`. A client that holds several endpoints should:
+
+1. **Prefer the active node.** When the `hello` says `standby` and names `active`, connect
+   there (adding it to the endpoints when new); else try the other endpoints. Stay on a
+   standby only when no active node answers: reads work there.
+2. **Never obey a node that is behind.** Remember the highest `epoch` any node announced,
+   across reconnects. A node announcing a lower one (left behind by a failover) is not
+   authoritative: do not use it, send it no writes, and leave it if a `status` event shows
+   it behind.
+3. **Move on when the node dies or turns standby.** After `heartbeat_timeout_ms` of silence,
+   a closed connection, a `status` event saying `standby`, or a `standby` error: go to the
+   `active` node named (else the next endpoint), retrying with a short backoff for a bounded
+   time; there send `hello` and `subscribe` again and start from the new snapshot.
+4. **Retry what was not acknowledged, and only that.** A request that got its response
+   (`ok`, or any error but `standby`) is done: never send it again. A write refused with
+   `standby` was not carried out: send it to the active node. A request whose response never
+   came may or may not have been carried out: send it again on the new node only when it is
+   idempotent (every built-in request is: `route`, `salvo`, `protect`, `lock`, `release`,
+   `label`, `ping`, `status`, `snapshot`, `subscribe`, `unsubscribe`; doing one twice leaves
+   what doing it once does), and only soon after it was asked (a route made long after the
+   operator asked for it surprises them). Plugin commands are not retried.
+
+The Python client does all of this: `Client(["ws://mcr-1:8181", "ws://mcr-2:8181"],
+token=..., failover=True, failover_timeout_s=10, retry_window_s=5)` (the defaults). After
+losing a node it looks for another for at most `failover_timeout_s`, then closes. It sends a
+request again only within `retry_window_s` of the call, and not once three connections were
+lost under it; while only a standby answers, it holds the writes the standby refused and
+tries again, at once when the node announces it is active. A request it could not complete
+raises `ConnectionLost` (a held write: the standby's `NodeStandby` error). It subscribes
+again by itself, refreshes its mirror from the new snapshot, and gives listeners three
+events of its own (the server never sends them): `{"event": "disconnected", "endpoint",
+"reason"}`, `{"event": "reconnected", "endpoint", "previous", "reason", "node",
+"resubscribed"}`, and `{"event": "closed", "reason"}` when it gives up. The `tieline`
+command uses the Python client: with `--server ws://mcr-1:8181,ws://mcr-2:8181`, a
+`tieline route` lands on the active node.
 
 ## Errors
 
@@ -604,7 +672,7 @@ def _level(schema: dict[str, Any], name: str) -> int:
 
 
 def _example_for(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    for request, response in EXAMPLE_FLOW:
+    for request, response in [*EXAMPLE_FLOW, *CLUSTER_EXAMPLES]:
         if request["type"] == name and response["ok"]:
             return request, response
     raise Incomplete(

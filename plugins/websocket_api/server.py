@@ -387,6 +387,18 @@ class Connection:
             await routing.set_label(principal, m["router"], PortKind(m["kind"]), m["index"] - 1,
                                     m["text"])
             return {}
+        if mtype in ("failover", "members"):
+            RoutingService.require(principal, Permission.ADMIN,
+                                   "run failover operations" if mtype == "failover"
+                                   else "change the cluster's members")
+            strategy = self.node.strategy
+            if strategy is None:
+                raise InvalidRequest(
+                    f"node '{self.node.status.node}' is standalone: it has no failover "
+                    "strategy", field="type")
+            if mtype == "failover":
+                return await strategy.switch_back()
+            return await strategy.change_member(m["action"], m["address"])
         raise InvalidRequest(f"message type '{mtype}' is not handled here", field="type")
 
     async def _close_slow(self) -> None:

@@ -10,7 +10,7 @@ EXPECTED = [
     "OutOfRange", "PermissionDenied", "PluginError", "PortKind", "Principal", "Protect",
     "ProtectChanged", "ProtectKind", "ProtectReport", "Protected", "ReadOnly", "Refused",
     "RemoteProtocolError", "RequestError", "RequestRefused", "RouteRequest", "RouterOffline",
-    "RouterSpec", "RouterState", "Salvo", "SalvoResult", "SalvosChanged", "SettingsError",
+    "RouterSpec", "RouterState", "Salvo", "SalvoResult", "SalvosChanged", "SettingsChanged", "SettingsError",
     "SettingsProblem", "Subscription", "SyncDone", "TallyReport", "TielineError", "Transport",
     "UNKNOWN", "__version__", "await_me_maybe", "hookimpl", "Permission",
 ]

@@ -1,0 +1,429 @@
+"""The lease strategy: one main, one or more backups, exactly one active in normal times.
+
+Timing (settings, defaults in brackets): every node sends a heartbeat over the peer link
+every ``heartbeat_ms`` [250]. The active node holds the lease:
+
+* **The holder stops acting at its renew deadline.** Each heartbeat tick moves the node's
+  fence ``renew_deadline_ms`` [1500] ahead. A tick that runs late by more than that (the
+  process was paused: SIGSTOP, a hung host, a VM freeze) does not move it: the node refuses
+  every request and first revalidates: it waits until it hears from its peers again, and
+  gives the role up if one of them took a higher epoch meanwhile. Heard from no peer for a
+  whole lease, it goes on alone.
+* **The candidate waits a full lease.** A standby takes over when it has heard no active
+  node for ``lease_ms`` [2500] *and* it reaches every router itself (it connects the links
+  a standby keeps closed, and waits for their state). It takes a new epoch, persisted
+  first, and accepts routes at once.
+* **Ties**: a main takes over after one lease; a backup waits one lease plus two heartbeats,
+  so that at a cold start of both the main wins. Two actives with the same epoch: the main
+  (then the lower node name) keeps the role. Two actives with different epochs (after a
+  partition healed): the lower epoch gives the role up.
+
+**Peer link cut while both nodes reach the router** (the rule, documented in
+docs/failover.md): the backup takes over after one lease, and the main, which cannot tell a
+cut link from a dead backup, stays active: both accept routes, which is harmless for routing
+(the router arbitrates; both follow its tally) and impossible for settings (only the main
+writes them; an active backup refuses settings writes). Clients that saw the backup's higher
+epoch refuse the main. When the link heals, the main (lower epoch) becomes standby and the
+switch back follows.
+
+**Switch back.** A main that finds a backup active joins as standby, receives the settings,
+and after ``hold_down_s`` [60] (``"switch_back": "auto"``) or on ``tieline failover
+switch-back`` (``"manual"``) asks the backup to hand over: the backup refuses new writes,
+waits for those in flight, becomes standby and answers with its epoch; the main takes the
+next epoch and is active. Clients of the backup are told the main's address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from tieline.errors import ReadOnly, Refused, TielineError
+from tieline.events import SettingsChanged
+from tieline.failover import Role, State, Strategy, peer_link_schema
+from tieline.peerlink import PeerLink, load_cluster_key
+from tieline.replication import SettingsReplicator
+from tieline.transports import parse_hostport
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PeerView:
+    """What a node knows of one peer from its last heartbeat."""
+
+    address: str
+    name: str = ""
+    role: str = ""
+    state: str = ""
+    epoch: int = 0
+    api: tuple[str, ...] = ()
+    routers_online: bool = False
+    settings_version: int = 0
+    heard: float = float("-inf")  #: monotonic time of the last heartbeat
+
+
+class LeaseStrategy(Strategy):
+    """``"failover": {"strategy": "lease", …}``."""
+
+    name = "lease"
+    settings_schema: ClassVar[dict[str, Any]] = peer_link_schema({
+        "switch_back": {"enum": ["auto", "manual"], "default": "auto",
+                        "description": "When the main returns: take over again after "
+                                       "hold_down_s (auto), or wait for `tieline failover "
+                                       "switch-back` (manual)."},
+        "hold_down_s": {"type": "number", "minimum": 0, "maximum": 86400, "default": 60,
+                        "description": "How long a returned main stays standby before it "
+                                       "takes over again (auto switch back)."},
+        "renew_deadline_ms": {"type": "integer", "minimum": 50, "maximum": 60000,
+                              "default": 1500,
+                              "description": "The active node stops acting when its "
+                                             "heartbeat tick is this late."},
+        "lease_ms": {"type": "integer", "minimum": 100, "maximum": 120000, "default": 2500,
+                     "description": "A standby takes over after hearing no active node "
+                                    "for this long."},
+        "connect_timeout_ms": {"type": "integer", "minimum": 100, "maximum": 60000,
+                               "default": 2000,
+                               "description": "How long a candidate waits for its routers "
+                                              "to come online before it gives up taking "
+                                              "over (and tries again)."},
+    })
+
+    @classmethod
+    def check(cls, options: dict[str, Any]) -> list[tuple[str, str]]:
+        heartbeat = options.get("heartbeat_ms", 250)
+        renew = options.get("renew_deadline_ms", 1500)
+        lease = options.get("lease_ms", 2500)
+        if not heartbeat * 2 <= renew < lease:
+            return [("renew_deadline_ms", (
+                f"expected heartbeat_ms × 2 ≤ renew_deadline_ms < lease_ms; got "
+                f"{heartbeat} / {renew} / {lease}"))]
+        return []
+
+    def __init__(self, node: Any, options: dict[str, Any]) -> None:
+        super().__init__(node, options)
+        self.heartbeat_s = options.get("heartbeat_ms", 250) / 1000
+        self.renew_s = options.get("renew_deadline_ms", 1500) / 1000
+        self.lease_s = options.get("lease_ms", 2500) / 1000
+        self.connect_timeout_s = options.get("connect_timeout_ms", 2000) / 1000
+        self.hold_down_s = float(options.get("hold_down_s", 60))
+        self.auto_switch_back = options.get("switch_back", "auto") == "auto"
+        self.role = node.settings.role
+        self.clock = node.failover.clock
+        self.peers: dict[str, PeerView] = {a: PeerView(a) for a in options["peers"]}
+        self.link: PeerLink | None = None
+        self.replicator = SettingsReplicator(node)
+        self.started_at = self.clock()
+        self.last_tick = self.clock()
+        self.revalidating_since: float | None = None
+        self.main_standby_since: float | None = None
+        self._handover: asyncio.Task[None] | None = None
+        self._failed_candidacy_logged = False
+
+    # -- helpers -------------------------------------------------------------------------
+    @property
+    def failover(self) -> Any:
+        return self.node.failover
+
+    @property
+    def active(self) -> bool:
+        return self.failover.status.state is State.ACTIVE
+
+    def _max_epoch(self) -> int:
+        return max([self.node.epochs.epoch, *(p.epoch for p in self.peers.values())])
+
+    def _heard(self, peer: PeerView, within: float) -> bool:
+        return self.clock() - peer.heard <= within
+
+    def _main_address(self) -> str | None:
+        for peer in self.peers.values():
+            if peer.role == "main":
+                return (peer.api[0] if peer.api else None) or peer.address
+        return None
+
+    def heartbeat(self) -> dict[str, Any]:
+        status = self.failover.status
+        return {
+            "type": "heartbeat", "role": str(status.role), "state": str(status.state),
+            "epoch": self.node.epochs.epoch, "api": self.node.api_urls(),
+            "routers_online": self.node.routers_online(),
+            "settings_version": self.replicator.version,
+        }
+
+    # -- the peer link -------------------------------------------------------------------
+    async def _on_message(self, peer: Any, message: dict[str, Any]) -> dict[str, Any] | None:
+        view = self.peers.get(peer.address)
+        if view is None:
+            return None
+        epoch = message.get("epoch")
+        mtype = message.get("type")
+        if isinstance(epoch, int) and epoch < self._max_epoch() and mtype in ("settings",):
+            log.warning("refusing %s from %s: epoch %d is lower than %d", mtype, view.address,
+                        epoch, self._max_epoch())
+            return None
+        if mtype == "heartbeat":
+            view.name = str(message.get("node", view.name))
+            view.role = str(message.get("role", ""))
+            view.state = str(message.get("state", ""))
+            view.epoch = int(epoch) if isinstance(epoch, int) else view.epoch
+            view.api = tuple(message.get("api") or ())
+            view.routers_online = bool(message.get("routers_online"))
+            view.settings_version = int(message.get("settings_version") or 0)
+            view.heard = self.clock()
+            self.node.epochs.raise_to(view.epoch)  # a node never goes back below a seen epoch
+            if view.role == "main" and self.role is Role.BACKUP:
+                main = view.api[0] if view.api else view.address
+                if self.failover.status.main != main:
+                    self.failover.update(main=main)
+            if self._is_writer() and view.settings_version < self.replicator.version:
+                self._send(view.address, self.replicator.snapshot())
+            return None
+        if mtype == "settings":
+            if not self._is_writer():
+                self.replicator.apply(message)
+            return None
+        if mtype == "handover":
+            return await self._release_for_handover(view)
+        if mtype == "switch_back":
+            return await self._switch_back_here()
+        return None
+
+    def _send(self, address: str, message: dict[str, Any]) -> None:
+        if self.link is not None:
+            message.setdefault("epoch", self.node.epochs.epoch)
+            self.link.send(address, message)
+
+    def _broadcast(self, message: dict[str, Any]) -> None:
+        if self.link is not None:
+            message.setdefault("epoch", self.node.epochs.epoch)
+            self.link.broadcast(message)
+
+    def _is_writer(self) -> bool:
+        return self.role is Role.MAIN
+
+    # -- the loop ------------------------------------------------------------------------
+    async def run(self) -> None:
+        folder = self.node.settings.folder
+        key = load_cluster_key(folder / self.options.get("key", "cluster.key"))
+        self.link = PeerLink(
+            node=self.node.settings.node_name, listen=parse_hostport(self.options["listen"]),
+            peers=[parse_hostport(a) for a in self.options["peers"]], key=key,
+            on_message=self._on_message, heartbeat_timeout_s=self.lease_s,
+            advertise=self.options["listen"],
+        )
+        await self.link.start()
+        self.failover.update(epoch=self.node.epochs.epoch)
+        changes = self.node.bus.subscribe("lease strategy settings", maxsize=1000)
+        watcher = asyncio.create_task(self._watch_settings(changes))
+        self.started_at = self.last_tick = self.clock()
+        try:
+            while True:
+                await self._tick()
+                await asyncio.sleep(self.heartbeat_s)
+        finally:
+            watcher.cancel()
+            changes.close()
+            await asyncio.gather(watcher, return_exceptions=True)
+
+    async def close(self) -> None:
+        if self._handover is not None:
+            self._handover.cancel()
+        if self.link is not None:
+            await self.link.close()
+
+    async def _watch_settings(self, changes: Any) -> None:
+        async for event in changes:
+            if isinstance(event, SettingsChanged) and self._is_writer():
+                self._broadcast(self.replicator.bump())
+
+    async def _tick(self) -> None:
+        now = self.clock()
+        gap = now - self.last_tick
+        self.last_tick = now
+        if self.active:
+            await self._tick_active(now, gap)
+        else:
+            await self._tick_standby(now)
+        self._broadcast(self.heartbeat())
+
+    async def _tick_active(self, now: float, gap: float) -> None:
+        mine = self.node.epochs.epoch
+        for peer in self.peers.values():
+            if peer.state != "active" or not self._heard(peer, self.lease_s):
+                continue
+            if peer.epoch > mine or (peer.epoch == mine and self._yields_to(peer)):
+                log.warning("node '%s' (epoch %d) is active with a %s epoch than ours (%d): "
+                            "this node becomes standby", peer.name, peer.epoch,
+                            "higher" if peer.epoch > mine else "the same", mine)
+                await self._demote(peer)
+                return
+        if gap > self.renew_s:
+            log.warning("the failover tick ran %.1f s late (was this process paused?): not "
+                        "acting until the peers are heard again", gap)
+            self.revalidating_since = now
+            return
+        if self.revalidating_since is not None:
+            heard_since = any(p.heard > self.revalidating_since for p in self.peers.values())
+            if not heard_since and now - self.revalidating_since < self.lease_s:
+                return  # still waiting to hear whether someone took over
+            self.revalidating_since = None
+            log.info("revalidated: still the active node (epoch %d)", mine)
+        self.failover.fence_until = now + self.renew_s
+
+    def _yields_to(self, peer: PeerView) -> bool:
+        """Between two actives with the same epoch: the main keeps it, then the lower name."""
+        if self.role is Role.MAIN and peer.role != "main":
+            return False
+        if peer.role == "main" and self.role is not Role.MAIN:
+            return True
+        return peer.name < self.node.settings.node_name
+
+    async def _tick_standby(self, now: float) -> None:
+        active = [p for p in self.peers.values()
+                  if p.state == "active" and self._heard(p, self.lease_s)]
+        if active:
+            leader = max(active, key=lambda p: p.epoch)
+            url = leader.api[0] if leader.api else leader.address
+            if self.failover.status.active != url or self.failover.status.epoch != self._max_epoch():
+                self.failover.update(active=url, epoch=self._max_epoch())
+            if self.role is Role.MAIN:
+                self.main_standby_since = self.main_standby_since or now
+                if (self.auto_switch_back and now - self.main_standby_since >= self.hold_down_s
+                        and self._handover is None):
+                    self._handover = asyncio.create_task(self._take_back(leader))
+            return
+        self.main_standby_since = None
+        wait = self.lease_s if self.role is Role.MAIN else self.lease_s + 2 * self.heartbeat_s
+        silent = all(not self._heard(p, wait) for p in self.peers.values()
+                     if p.state == "active")
+        if now - self.started_at < wait or not silent:
+            return
+        if self.role is not Role.MAIN and self._other_candidate_first():
+            return
+        await self._take_over("no active node heard for "
+                              f"{wait * 1000:.0f} ms")
+
+    def _other_candidate_first(self) -> bool:
+        """Among standby backups that reach their routers, the lowest name goes first."""
+        me = self.node.settings.node_name
+        return any(p.state == "standby" and p.role == "backup" and p.routers_online
+                   and p.name and p.name < me and self._heard(p, self.lease_s)
+                   for p in self.peers.values())
+
+    async def _take_over(self, why: str) -> None:
+        if not await self.node.connect_all_links(self.connect_timeout_s):
+            if not self._failed_candidacy_logged:
+                log.warning("not taking over (%s): this node does not reach every router",
+                            why)
+                self._failed_candidacy_logged = True
+            return
+        self._failed_candidacy_logged = False
+        epoch = self.node.epochs.next(self._max_epoch())  # persisted before use
+        self.failover.fence_until = self.clock() + self.renew_s
+        self.failover.update(state=State.ACTIVE, epoch=epoch, active=None)
+        log.warning("this node is now active (epoch %d): %s", epoch, why)
+        self._broadcast(self.heartbeat())
+
+    async def _demote(self, leader: PeerView | None) -> None:
+        url = (leader.api[0] if leader and leader.api else leader.address if leader else None)
+        self.failover.fence_until = None
+        self.failover.update(state=State.STANDBY, active=url, epoch=self._max_epoch())
+        await self.node.close_cold_links()
+        self._broadcast(self.heartbeat())
+
+    # -- switch back ---------------------------------------------------------------------
+    async def _take_back(self, leader: PeerView) -> None:
+        """The main asks the active backup to hand over (a planned switch back)."""
+        try:
+            assert self.link is not None
+            if not await self.node.connect_all_links(self.connect_timeout_s):
+                log.warning("switch back postponed: this node does not reach every router")
+                return
+            reply = await self.link.request(
+                leader.address, {"type": "handover", "epoch": self._max_epoch()},
+                timeout=self.renew_s + self.lease_s)
+            released = reply.get("released")
+            if not isinstance(released, int):
+                log.warning("switch back refused by %s: %s", leader.name, reply.get("error"))
+                return
+            leader.state = "standby"
+            leader.epoch = max(leader.epoch, released)
+            epoch = self.node.epochs.next(max(released, self._max_epoch()))
+            self.failover.fence_until = self.clock() + self.renew_s
+            self.failover.update(state=State.ACTIVE, epoch=epoch, active=None)
+            log.warning("switched back: the main is active again (epoch %d)", epoch)
+            self._broadcast(self.heartbeat())
+        except (TimeoutError, TielineError, OSError) as exc:
+            log.warning("switch back failed (%s); will try again", exc)
+        finally:
+            self._handover = None
+            self.main_standby_since = self.clock()
+
+    async def _release_for_handover(self, requester: PeerView) -> dict[str, Any]:
+        """On the active backup: drain, become standby, give the epoch up."""
+        if not self.active:
+            return {"released": self.node.epochs.epoch}
+        if requester.role != "main":
+            return {"error": "only the main may ask for the active role"}
+        self.failover.update(active=requester.api[0] if requester.api else requester.address)
+        self.failover.draining = True
+        try:
+            drained = await self.node.routing.drain(self.renew_s)
+            if not drained:
+                log.warning("handover: requests still in flight after %.1f s", self.renew_s)
+            await self._demote(requester)
+        finally:
+            self.failover.draining = False
+        return {"released": self.node.epochs.epoch}
+
+    async def switch_back(self) -> dict[str, Any]:
+        if self.role is Role.MAIN:
+            return await self._switch_back_here()
+        main = next((p for p in self.peers.values() if p.role == "main"), None)
+        if main is None or self.link is None:
+            raise Refused("the main is not connected; it cannot take the active role back")
+        return await self.link.request(main.address, {"type": "switch_back"},
+                                       timeout=self.renew_s + 2 * self.lease_s)
+
+    async def _switch_back_here(self) -> dict[str, Any]:
+        if self.role is not Role.MAIN:
+            return {"error": "only the main switches back"}
+        if self.active:
+            return {"switched": False, "reason": "the main is already active"}
+        active = [p for p in self.peers.values()
+                  if p.state == "active" and self._heard(p, self.lease_s)]
+        if not active:
+            return {"switched": False, "reason": "no active backup; the main takes over by "
+                                                 "itself after one lease"}
+        await self._take_back(max(active, key=lambda p: p.epoch))
+        return {"switched": self.active, "epoch": self.node.epochs.epoch}
+
+    # -- membership ----------------------------------------------------------------------
+    async def change_member(self, action: str, address: str) -> dict[str, Any]:
+        """Add or remove a backup: the main's own peer list changes (written to its
+        tieline.json and applied to the peer link at once). A new backup lists the main in
+        its own ``peers``; it receives the shared settings as soon as it connects."""
+        if self.role is not Role.MAIN:
+            raise ReadOnly("only the main changes the cluster's members; the main is "
+                           f"{self._main_address() or 'unknown'}")
+        self.failover.require_settings_writable()
+        return self._apply_member_change(action, address)
+
+    def _apply_member_change(self, action: Any, address: Any) -> dict[str, Any]:
+        from tieline.settings import change_failover_peers
+
+        if action not in ("add", "remove") or not isinstance(address, str):
+            return {"error": "expected action add or remove and an address"}
+        peers = list(self.peers)
+        if action == "add" and address not in peers:
+            peers.append(address)
+        elif action == "remove" and address in peers:
+            peers.remove(address)
+        change_failover_peers(self.node.settings.folder, peers)
+        self.peers = {a: self.peers.get(a, PeerView(a)) for a in peers}
+        if self.link is not None:
+            self.link.set_peers([parse_hostport(a) for a in peers])
+        return {"peers": peers}

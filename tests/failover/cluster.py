@@ -1,0 +1,224 @@
+"""A real cluster for failover tests: a device emulator process and tieline node processes.
+
+Everything runs as separate processes on 127.0.0.1 (kill -9 and SIGSTOP are real); the
+emulator appends every command it receives to a file (``tieline emulate --command-log``),
+which is how the tests see what each node sent to the router.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tieline.auth import hash_token
+from tieline.peerlink import generate_cluster_key
+
+TIELINE = str(Path(sys.executable).with_name("tieline"))
+ADMIN_TOKEN = "admin-token"
+OPERATOR_TOKEN = "operator-token"
+
+#: fast timings for tests (the defaults are 250 / 1500 / 2500 ms)
+FAST = {"heartbeat_ms": 50, "renew_deadline_ms": 300, "lease_ms": 600}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Proc:
+    """A child process whose output goes to a file (read it when a test fails)."""
+
+    name: str
+    args: list[str]
+    log: Path
+    env: dict[str, str] = field(default_factory=dict)
+    popen: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        out = open(self.log, "ab")  # noqa: SIM115 - closed with the process
+        self.popen = subprocess.Popen(self.args, stdout=out, stderr=subprocess.STDOUT,
+                                      env={**os.environ, **self.env})
+        out.close()
+
+    def signal(self, sig: int) -> None:
+        assert self.popen is not None
+        self.popen.send_signal(sig)
+
+    def kill(self) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.wait(10)
+
+    def stop(self) -> int | None:
+        if self.popen is None:
+            return None
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGCONT)
+            self.popen.terminate()
+            try:
+                self.popen.wait(10)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(10)
+        return self.popen.returncode
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+class Cluster:
+    """An emulator and nodes 'a' (main) and 'b' (backup) by default."""
+
+    def __init__(self, root: Path, *, nodes: dict[str, str] | None = None,
+                 failover: dict[str, Any] | None = None, destinations: int = 16) -> None:
+        self.root = root
+        self.roles = nodes or {"a": "main", "b": "backup"}
+        self.failover = {**FAST, "hold_down_s": 1, **(failover or {})}
+        self.destinations = destinations
+        self.device_port = free_port()
+        self.command_log = root / "commands.jsonl"
+        self.peer_ports = {n: free_port() for n in self.roles}
+        self.api_ports = {n: free_port() for n in self.roles}
+        self.procs: dict[str, Proc] = {}
+        key_folder = root / "key"
+        key_folder.mkdir(parents=True, exist_ok=True)
+        self.key = generate_cluster_key(key_folder)
+
+    def url(self, name: str) -> str:
+        return f"ws://127.0.0.1:{self.api_ports[name]}"
+
+    @property
+    def urls(self) -> list[str]:
+        return [self.url(n) for n in self.roles]
+
+    def folder(self, name: str) -> Path:
+        return self.root / name
+
+    def write_settings(self, name: str, *, key: Path | None = None) -> Path:
+        folder = self.folder(name)
+        folder.mkdir(parents=True, exist_ok=True)
+        key_source = key or self.key
+        (folder / "cluster.key").write_bytes(key_source.read_bytes())
+        os.chmod(folder / "cluster.key", 0o600)
+        peers = [f"127.0.0.1:{p}" for n, p in self.peer_ports.items() if n != name]
+        (folder / "tieline.json").write_text(json.dumps({
+            "node": {"name": name, "role": self.roles[name]},
+            "routers": [{"id": "studio", "driver": "simulator", "levels": ["video"],
+                         "sources": 16, "destinations": self.destinations,
+                         "confirm_timeout_ms": 2000,
+                         "transport": {"type": "tcp", "host": "127.0.0.1",
+                                       "port": self.device_port}}],
+            "apis": [{"type": "websocket", "listen": f"127.0.0.1:{self.api_ports[name]}",
+                      "heartbeat_timeout_ms": 600}],
+            "auth": {"users_file": "users.json"},
+            "failover": {"strategy": "lease", "listen": f"127.0.0.1:{self.peer_ports[name]}",
+                         "peers": peers, "key": "cluster.key", **self.failover},
+        }, indent=2))
+        if not (folder / "users.json").exists():
+            (folder / "users.json").write_text(json.dumps({"users": [
+                {"name": "admin", "level": 3, "token_sha256": hash_token(ADMIN_TOKEN)},
+                {"name": "operator", "level": 2, "token_sha256": hash_token(OPERATOR_TOKEN)},
+            ]}))
+        return folder
+
+    # -- processes -----------------------------------------------------------------------
+    def start_device(self) -> None:
+        proc = Proc("device", [TIELINE, "emulate", "simulator", "--listen",
+                               f"127.0.0.1:{self.device_port}", "--inputs", "16",
+                               "--outputs", str(self.destinations), "--command-log",
+                               str(self.command_log)], self.root / "device.log")
+        proc.start()
+        self.procs["device"] = proc
+        wait_port(self.device_port)
+
+    def start_node(self, name: str) -> Proc:
+        folder = self.folder(name) if (self.folder(name) / "tieline.json").exists() \
+            else self.write_settings(name)
+        proc = Proc(name, [TIELINE, "run", "--settings", str(folder), "--log-level", "INFO"],
+                    self.root / f"{name}.log")
+        proc.start()
+        self.procs[name] = proc
+        wait_port(self.api_ports[name])
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in self.procs.values():
+            proc.stop()
+
+    def logs(self) -> str:
+        return "\n".join(f"===== {n}\n{p.output()[-6000:]}" for n, p in self.procs.items())
+
+    # -- what the device received --------------------------------------------------------
+    def commands(self) -> list[dict[str, Any]]:
+        if not self.command_log.exists():
+            return []
+        return [json.loads(line) for line in self.command_log.read_text().splitlines() if line]
+
+    def routes_sent(self, since: float = 0.0) -> list[tuple[float, str, list[tuple[int, int, int]]]]:
+        """(time, peer, [(level, dest, src) …]) of every ROUTE command received."""
+        out = []
+        for entry in self.commands():
+            command = entry["command"]
+            if entry["t"] >= since and command.startswith("Route("):
+                out.append((entry["t"], entry["peer"], _crosspoints(command)))
+        return out
+
+
+def _crosspoints(text: str) -> list[tuple[int, int, int]]:
+    import re
+
+    return [(int(a), int(b), int(c)) for a, b, c in re.findall(
+        r"Crosspoint\(level=(\d+), destination=(\d+), source=(\d+)\)", text)]
+
+
+def wait_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.02)
+    raise AssertionError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+async def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.02) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        await asyncio.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+async def status_of(url: str, token: str = ADMIN_TOKEN) -> dict[str, Any] | None:
+    """One node's own status over a plain WebSocket (no client failover), or None."""
+    from websockets.asyncio.client import connect
+
+    try:
+        async with asyncio.timeout(2):
+            async with connect(url, proxy=None, compression=None) as ws:
+                await ws.recv()  # the server's hello
+                await ws.send(json.dumps({"type": "hello", "id": 1, "protocol": 1,
+                                          "token": token}))
+                await ws.send(json.dumps({"type": "status", "id": 2}))
+                while True:
+                    message = json.loads(await ws.recv())
+                    if message.get("type") == "response" and message.get("id") == 2:
+                        return message.get("result") if message.get("ok") else None
+    except (OSError, TimeoutError, ValueError, Exception):  # noqa: BLE001 - any failure: None
+        return None
