@@ -21,6 +21,8 @@ import click
 from . import __version__
 from .errors import RequestError, SettingsError, TielineError
 
+#: the usual port of the failover peer link
+DEFAULT_PEER_PORT = 7401
 SERVER_HELP = "Server URL(s), comma-separated, tried in order."
 DEFAULT_SERVER = "ws://127.0.0.1:8181"
 
@@ -688,3 +690,61 @@ def keys_generate(folder: Path, name: str, force: bool) -> None:
                f"fingerprint {fingerprint}")
     click.echo("Copy it (keeping mode 0600) into the settings folder of every node of the "
                "cluster.")
+
+
+# -- failover ----------------------------------------------------------------------------------
+
+
+@main.group()
+def failover() -> None:
+    """Failover operations on a cluster (permission level 3)."""
+
+
+@failover.command("switch-back")
+@server_option
+@token_option
+def failover_switch_back(server: str, token: str | None) -> None:
+    """Hand the active role back to the main now (a planned handover)."""
+    result = _client_call(server, token,
+                          lambda c: c.request("failover", action="switch_back"))
+    if result.get("switched"):
+        click.echo(f"switched back: the main is active (epoch {result.get('epoch')})")
+    else:
+        click.echo(f"nothing done: {result.get('reason') or result.get('error')}")
+        sys.exit(1)
+
+
+@main.group()
+def backup() -> None:
+    """Add or remove a backup node (on the main; permission level 3)."""
+
+
+def _members(action: str, address: str, server: str, token: str | None) -> None:
+    from .transports import parse_hostport
+
+    try:
+        host, port = parse_hostport(address, default_port=DEFAULT_PEER_PORT)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    result = _client_call(server, token,
+                          lambda c: c.request("members", action=action, address=address))
+    click.echo(f"peers of the main: {', '.join(result.get('peers', [])) or 'none'}")
+
+
+@backup.command("add")
+@click.argument("address", metavar="HOST[:PORT]")
+@server_option
+@token_option
+def backup_add(address: str, server: str, token: str | None) -> None:
+    """Add the node whose peer link listens on HOST[:PORT] (port 7401 by default)."""
+    _members("add", address, server, token)
+
+
+@backup.command("remove")
+@click.argument("address", metavar="HOST[:PORT]")
+@server_option
+@token_option
+def backup_remove(address: str, server: str, token: str | None) -> None:
+    """Remove the node whose peer link listens on HOST[:PORT] (port 7401 by default)."""
+    _members("remove", address, server, token)

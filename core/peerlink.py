@@ -296,13 +296,16 @@ class Peer:
         now are queued on it).
     """
 
-    __slots__ = ("address", "name", "connected", "_heard")
+    __slots__ = ("address", "name", "connected", "problem", "_heard")
 
     def __init__(self, address: str | None, heard: dict[str, float],
                  name: str | None = None) -> None:
         self.address = address
         self.name = name
         self.connected = False
+        #: why the last connection attempt failed: "network", "key" (the other end does not
+        #: hold our cluster key, or we not its), "protocol" or "config"; None once connected.
+        self.problem: str | None = None
         self._heard = heard
 
     @property
@@ -849,6 +852,7 @@ class PeerLink:
                 kind, reason = "network", _describe(exc)
             if up:
                 delays = self._backoff()
+            peer.problem = kind
             delay = next(delays)
             if up:
                 log.warning("peer %s (node '%s'): connection lost (%s); reconnecting",
@@ -904,6 +908,7 @@ class PeerLink:
             self._unlisted.pop(name, None)
             self._outgoing[address] = channel
             peer.connected = True
+            peer.problem = None
             up.append(True)
             log.info("peer %s (node '%s'): connected", address, name)
             while True:

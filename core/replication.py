@@ -16,9 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
-import tempfile
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import SettingsError
@@ -103,18 +100,12 @@ class SettingsReplicator:
                         message.get("node"), ", ".join(sorted(allowed)))
             return False
         folder = self.node.settings.folder
-        with tempfile.TemporaryDirectory(prefix="tieline-replica-") as tmp:
-            trial = Path(tmp)
-            shutil.copy2(folder / "tieline.json", trial / "tieline.json")
-            for name, text in files.items():
-                if text is not None:
-                    (trial / name).write_text(text, encoding="utf-8")
-            try:
-                load_settings(trial, self.node.plugins)
-            except SettingsError as exc:
-                log.error("settings version %d from %s not applied: %s", version,
-                          message.get("node"), exc)
-                return False
+        try:  # the whole folder as it would be, checked as a start would check it
+            load_settings(folder, self.node.plugins, replace=files)
+        except SettingsError as exc:
+            log.error("settings version %d from %s not applied: %s", version,
+                      message.get("node"), exc)
+            return False
         for name, text in files.items():
             if text is None:
                 (folder / name).unlink(missing_ok=True)

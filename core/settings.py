@@ -29,7 +29,7 @@ import difflib
 import json
 import logging
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -236,16 +236,19 @@ def read_disabled_plugins(folder: Path) -> list[str]:
     return []
 
 
-def load_settings(folder: Path | str, plugins: Any) -> Settings:
+def load_settings(folder: Path | str, plugins: Any, *,
+                  replace: Mapping[str, str | None] | None = None) -> Settings:
     """Load and check a whole settings folder.
 
     :param folder: the settings folder.
     :param plugins: the node's :class:`tieline.plugins.Plugins` (drivers, APIs, strategies,
         transports and settings blocks, with their schemas).
+    :param replace: file texts to check instead of the folder's (None: as if absent), e.g.
+        settings received from another node, checked before they are written.
     :raises SettingsError: listing every problem found.
     """
     folder = Path(folder)
-    return _Loader(folder, plugins).load()
+    return _Loader(folder, plugins, replace).load()
 
 
 def _spec(block: dict[str, Any]) -> RouterSpec | None:
@@ -262,8 +265,10 @@ def _spec(block: dict[str, Any]) -> RouterSpec | None:
 
 
 class _Loader:
-    def __init__(self, folder: Path, plugins: Any) -> None:
+    def __init__(self, folder: Path, plugins: Any,
+                 replace: Mapping[str, str | None] | None = None) -> None:
         self.folder = folder
+        self.replace = dict(replace or {})
         self.plugins = plugins
         self.problems = _Problems()
         self.drivers = plugins.drivers()
@@ -279,8 +284,15 @@ class _Loader:
         self.problems.items.sort(key=lambda p: (p.file != MAIN_FILE, p.file, p.line, p.column))
         return SettingsError(self.folder, self.problems.items)
 
+    def _exists(self, name: str) -> bool:
+        if name in self.replace:
+            return self.replace[name] is not None
+        return (self.folder / name).is_file()
+
     def _read(self, name: str) -> JsonDocument | None:
         try:
+            if name in self.replace and self.replace[name] is not None:
+                return JsonDocument.from_text(self.replace[name], name)  # type: ignore[arg-type]
             return load_json(self.folder / name, name)
         except JsonFileError as exc:
             self.problems.items.append(exc.problem)
@@ -530,7 +542,7 @@ class _Loader:
             self.problems.add(main, ("auth", "users_file"),
                               "expected a file name inside the settings folder")
             return [], None, anon
-        if not path.is_file():
+        if not self._exists(users_file):
             self.problems.add(
                 main, ("auth", "users_file"),
                 f"users file '{users_file}' not found in the settings folder; create it with "
@@ -551,7 +563,7 @@ class _Loader:
 
     # -- salvos.json and labels.json ---------------------------------------------------
     def _optional(self, name: str, schema_name: str) -> JsonDocument | None:
-        if not (self.folder / name).exists():
+        if not self._exists(name):
             return None
         doc = self._read(name)
         if doc is None or not self.problems.schema(doc, core_schema(schema_name), doc.data):

@@ -121,6 +121,12 @@ class LeaseStrategy(Strategy):
         self.revalidating_since: float | None = None
         self.main_standby_since: float | None = None
         self._handover: asyncio.Task[None] | None = None
+        #: the epoch under which this node holds the active role (None when standby). The
+        #: epoch store holds the highest epoch seen, which may be higher (a peer's).
+        self.my_epoch: int | None = None
+        #: peers that refused our key since we last reached them: this node is not a
+        #: member of the cluster it names, and must never take over
+        self.key_refused: set[str] = set()
         self._failed_candidacy_logged = False
 
     # -- helpers -------------------------------------------------------------------------
@@ -148,7 +154,8 @@ class LeaseStrategy(Strategy):
         status = self.failover.status
         return {
             "type": "heartbeat", "role": str(status.role), "state": str(status.state),
-            "epoch": self.node.epochs.epoch, "api": self.node.api_urls(),
+            "epoch": self.my_epoch if self.my_epoch is not None else self.node.epochs.epoch,
+            "api": self.node.api_urls(),
             "routers_online": self.node.routers_online(),
             "settings_version": self.replicator.version,
         }
@@ -240,6 +247,11 @@ class LeaseStrategy(Strategy):
                 self._broadcast(self.replicator.bump())
 
     async def _tick(self) -> None:
+        for peer in (self.link.peers.values() if self.link else ()):
+            if peer.problem == "key":
+                self.key_refused.add(peer.address)
+            elif peer.connected:
+                self.key_refused.discard(peer.address)
         now = self.clock()
         gap = now - self.last_tick
         self.last_tick = now
@@ -250,7 +262,7 @@ class LeaseStrategy(Strategy):
         self._broadcast(self.heartbeat())
 
     async def _tick_active(self, now: float, gap: float) -> None:
-        mine = self.node.epochs.epoch
+        mine = self.my_epoch if self.my_epoch is not None else self.node.epochs.epoch
         for peer in self.peers.values():
             if peer.state != "active" or not self._heard(peer, self.lease_s):
                 continue
@@ -314,6 +326,14 @@ class LeaseStrategy(Strategy):
                    for p in self.peers.values())
 
     async def _take_over(self, why: str) -> None:
+        refused = sorted(self.key_refused)
+        if refused:
+            if not self._failed_candidacy_logged:
+                log.error("not taking over: the peer link to %s refuses our key (or we its): "
+                          "this node's cluster key differs from the cluster's. Copy the "
+                          "cluster's key file here", ", ".join(map(str, refused)))
+                self._failed_candidacy_logged = True
+            return
         if not await self.node.connect_all_links(self.connect_timeout_s):
             if not self._failed_candidacy_logged:
                 log.warning("not taking over (%s): this node does not reach every router",
@@ -322,6 +342,7 @@ class LeaseStrategy(Strategy):
             return
         self._failed_candidacy_logged = False
         epoch = self.node.epochs.next(self._max_epoch())  # persisted before use
+        self.my_epoch = epoch
         self.failover.fence_until = self.clock() + self.renew_s
         self.failover.update(state=State.ACTIVE, epoch=epoch, active=None)
         log.warning("this node is now active (epoch %d): %s", epoch, why)
@@ -329,6 +350,7 @@ class LeaseStrategy(Strategy):
 
     async def _demote(self, leader: PeerView | None) -> None:
         url = (leader.api[0] if leader and leader.api else leader.address if leader else None)
+        self.my_epoch = None
         self.failover.fence_until = None
         self.failover.update(state=State.STANDBY, active=url, epoch=self._max_epoch())
         await self.node.close_cold_links()
@@ -352,6 +374,7 @@ class LeaseStrategy(Strategy):
             leader.state = "standby"
             leader.epoch = max(leader.epoch, released)
             epoch = self.node.epochs.next(max(released, self._max_epoch()))
+            self.my_epoch = epoch
             self.failover.fence_until = self.clock() + self.renew_s
             self.failover.update(state=State.ACTIVE, epoch=epoch, active=None)
             log.warning("switched back: the main is active again (epoch %d)", epoch)
@@ -366,6 +389,7 @@ class LeaseStrategy(Strategy):
         """On the active backup: drain, become standby, give the epoch up."""
         if not self.active:
             return {"released": self.node.epochs.epoch}
+        released = self.my_epoch
         if requester.role != "main":
             return {"error": "only the main may ask for the active role"}
         self.failover.update(active=requester.api[0] if requester.api else requester.address)
@@ -377,7 +401,7 @@ class LeaseStrategy(Strategy):
             await self._demote(requester)
         finally:
             self.failover.draining = False
-        return {"released": self.node.epochs.epoch}
+        return {"released": max(released or 0, self.node.epochs.epoch)}
 
     async def switch_back(self) -> dict[str, Any]:
         if self.role is Role.MAIN:
@@ -399,7 +423,7 @@ class LeaseStrategy(Strategy):
             return {"switched": False, "reason": "no active backup; the main takes over by "
                                                  "itself after one lease"}
         await self._take_back(max(active, key=lambda p: p.epoch))
-        return {"switched": self.active, "epoch": self.node.epochs.epoch}
+        return {"switched": self.active, "epoch": self.my_epoch}
 
     # -- membership ----------------------------------------------------------------------
     async def change_member(self, action: str, address: str) -> dict[str, Any]:

@@ -117,7 +117,7 @@ class Cluster:
             "node": {"name": name, "role": self.roles[name]},
             "routers": [{"id": "studio", "driver": "simulator", "levels": ["video"],
                          "sources": 16, "destinations": self.destinations,
-                         "confirm_timeout_ms": 2000,
+                         "confirm_timeout_ms": 2000, "label_store": "settings",
                          "transport": {"type": "tcp", "host": "127.0.0.1",
                                        "port": self.device_port}}],
             "apis": [{"type": "websocket", "listen": f"127.0.0.1:{self.api_ports[name]}",

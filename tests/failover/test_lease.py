@@ -137,3 +137,138 @@ async def _device_state(cluster) -> dict[int, int]:
                         state[dest] = source
     writer.close()
     return state
+
+
+async def _raw(url: str, token: str = ADMIN_TOKEN):
+    """An authenticated raw WebSocket connection (no client failover)."""
+    import json
+
+    from websockets.asyncio.client import connect
+
+    ws = await connect(url, proxy=None, compression=None)
+    await ws.recv()
+    await ws.send(json.dumps({"type": "hello", "id": "h", "protocol": 1, "token": token}))
+    while json.loads(await ws.recv()).get("id") != "h":
+        pass
+    return ws
+
+
+async def _answer(ws, request: dict, timeout: float = 10.0) -> dict:
+    import asyncio
+    import json
+
+    await ws.send(json.dumps(request))
+    async with asyncio.timeout(timeout):
+        while True:
+            message = json.loads(await ws.recv())
+            if message.get("type") == "response" and message.get("id") == request["id"]:
+                return message
+
+
+async def test_sigstopped_main_sends_nothing_after_resuming_and_becomes_standby(make_cluster):
+    import asyncio
+    import json
+    import time
+
+    cluster = await _cluster_with_a_active(make_cluster, failover={"switch_back": "manual"})
+    ws = await _raw(cluster.url("a"))
+    cluster.procs["a"].signal(signal.SIGSTOP)
+    stopped_at = time.time()
+    await wait_for(lambda: _state(cluster, "b", "Backup is active"), 20, "b active")
+    # a request reaches the paused main's socket; it is read only when the main resumes
+    await ws.send(json.dumps({"type": "route", "id": "r", "router": "studio",
+                              "destination": 2, "source": 9}))
+    await asyncio.sleep(0.3)
+    cluster.procs["a"].signal(signal.SIGCONT)
+    async with asyncio.timeout(10):
+        while True:
+            answer = json.loads(await ws.recv())
+            if answer.get("id") == "r":
+                break
+    assert not answer["ok"] and answer["error"]["code"] == "standby", answer
+    await wait_for(lambda: _state(cluster, "a", "Main is standby"), 20, "a standby")
+    status = await status_of(cluster.url("a"))
+    assert status["active"] == cluster.url("b")
+    assert cluster.routes_sent(since=stopped_at) == []  # nothing from anyone: no client routed
+    await ws.close()
+
+
+async def test_active_backup_keeps_settings_read_only_and_admin_needs_level_3(make_cluster):
+    from .cluster import OPERATOR_TOKEN
+
+    cluster = await _cluster_with_a_active(make_cluster, failover={"switch_back": "manual"})
+    operator = await _raw(cluster.url("a"), OPERATOR_TOKEN)
+    for request in ({"type": "failover", "id": 1, "action": "switch_back"},
+                    {"type": "members", "id": 2, "action": "add", "address": "127.0.0.1:9"}):
+        refused = await _answer(operator, request)
+        assert refused["error"]["code"] == "forbidden", refused
+    await operator.close()
+    admin = await _raw(cluster.url("a"))
+    assert (await _answer(admin, {"type": "label", "id": 3, "router": "studio",
+                                  "kind": "source", "index": 1, "text": "CAM 1"}))["ok"]
+    await admin.close()
+    # the label reached the backup's settings (replication)
+    await wait_for(lambda: "CAM 1" in (cluster.folder("b") / "labels.json").read_text()
+                   if (cluster.folder("b") / "labels.json").exists() else False,
+                   10, "labels.json replicated to b")
+
+    cluster.procs["a"].signal(signal.SIGKILL)
+    await wait_for(lambda: _state(cluster, "b", "Backup is active"), 20, "b active")
+    admin_b = await _raw(cluster.url("b"))
+    label = await _answer(admin_b, {"type": "label", "id": 4, "router": "studio",
+                                    "kind": "source", "index": 1, "text": "JIB"})
+    assert label["error"] == {
+        "code": "read_only",
+        "message": "settings are read-only while the backup is active; the main is "
+                   f"{cluster.url('a')}"}, label
+    members = await _answer(admin_b, {"type": "members", "id": 5, "action": "add",
+                                      "address": "127.0.0.1:9"})
+    assert members["error"]["code"] == "read_only", members
+    route = await _answer(admin_b, {"type": "route", "id": 6, "router": "studio",
+                                    "destination": 3, "source": 4})
+    assert route["ok"], route  # routing works
+    await admin_b.close()
+
+
+async def test_manual_switch_back_waits_for_the_command(make_cluster):
+    import asyncio
+    import subprocess
+
+    from .cluster import TIELINE
+
+    cluster = await _cluster_with_a_active(make_cluster, failover={"switch_back": "manual",
+                                                                    "hold_down_s": 0})
+    cluster.procs["a"].signal(signal.SIGKILL)
+    await wait_for(lambda: _state(cluster, "b", "Backup is active"), 20, "b active")
+    cluster.start_node("a")
+    await wait_for(lambda: _state(cluster, "a", "Main is standby"), 20, "a standby")
+    await asyncio.sleep(1.5)  # several heartbeats: nothing happens by itself
+    assert await _state(cluster, "b", "Backup is active")
+    result = await asyncio.to_thread(subprocess.run, [
+        TIELINE, "failover", "switch-back", "--server", cluster.url("b"), "--token",
+        ADMIN_TOKEN], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("switched back: the main is active")
+    assert await _state(cluster, "a", "Main is active")
+    await wait_for(lambda: _state(cluster, "b", "Backup is idle"), 10, "b idle")
+
+
+async def test_node_with_another_key_can_neither_join_nor_take_over(make_cluster, tmp_path):
+    import asyncio
+
+    from tieline.peerlink import generate_cluster_key
+
+    cluster = make_cluster(nodes={"a": "main", "b": "backup", "c": "backup"})
+    other_key = generate_cluster_key(tmp_path / "other")
+    cluster.start_device()
+    cluster.start_node("a")
+    await wait_for(lambda: _state(cluster, "a", "Main is active"), 20, "a active")
+    cluster.write_settings("c", key=other_key)
+    cluster.start_node("c")
+    await wait_for(lambda: "is not the cluster key" in cluster.procs["c"].output(), 20,
+                   "c refused by a")
+    cluster.procs["a"].signal(signal.SIGKILL)  # even with the main gone, c must not act
+    await asyncio.sleep(3.0)
+    assert await _state(cluster, "c", "Backup is idle")
+    assert "refuses our key" in cluster.procs["c"].output()
+    assert not (cluster.folder("c") / "labels.json").exists()
