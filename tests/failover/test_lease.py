@@ -272,3 +272,51 @@ async def test_node_with_another_key_can_neither_join_nor_take_over(make_cluster
     assert await _state(cluster, "c", "Backup is idle")
     assert "refuses our key" in cluster.procs["c"].output()
     assert not (cluster.folder("c") / "labels.json").exists()
+
+
+async def test_switch_back_under_load_loses_no_request(make_cluster):
+    """The main returns; after the hold-down the backup drains and hands over; clients
+    keep routing and not one request fails."""
+    import asyncio
+    import random
+
+    from tieline.client import Client
+
+    from .cluster import OPERATOR_TOKEN
+
+    cluster = await _cluster_with_a_active(make_cluster, failover={"hold_down_s": 1})
+    cluster.procs["a"].signal(signal.SIGKILL)
+    await wait_for(lambda: _state(cluster, "b", "Backup is active"), 20, "b active")
+    asked: set[tuple[int, int]] = set()
+    acked: dict[int, int] = {}
+    errors: list[BaseException] = []
+    stop = asyncio.Event()
+
+    async def operator(n: int) -> None:
+        rng = random.Random(n)
+        async with Client(cluster.urls[::-1], token=OPERATOR_TOKEN) as client:
+            while not stop.is_set():
+                source = rng.randrange(16)
+                asked.add((n, source))
+                try:
+                    await client.route("studio", n + 1, source + 1)
+                    acked[n] = source
+                except Exception as exc:  # noqa: BLE001 - every failure is a finding
+                    errors.append(exc)
+                await asyncio.sleep(0.05)
+
+    clients = [asyncio.create_task(operator(n)) for n in range(5)]
+    await asyncio.sleep(0.5)
+    cluster.start_node("a")
+    await wait_for(lambda: _state(cluster, "a", "Main is active"), 30, "switch back")
+    await asyncio.sleep(1.0)
+    stop.set()
+    await asyncio.gather(*clients)
+    assert errors == []
+    for _t, _peer, crosspoints in cluster.routes_sent():
+        for _level, dest, source in crosspoints:
+            assert (dest, source) in asked
+    device = await _device_state(cluster)
+    for dest, source in acked.items():
+        assert device[dest] == source
+    assert await _state(cluster, "b", "Backup is idle")
