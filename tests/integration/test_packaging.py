@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-BUNDLED = {"simulator", "websocket_api", "videohub", "swp08", "extron_sis", "lease"}
+BUNDLED = {"simulator", "websocket_api", "videohub", "swp08", "extron_sis", "lease", "peer_sync"}
 
 pytestmark = pytest.mark.packaging
 

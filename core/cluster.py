@@ -1,0 +1,175 @@
+"""What every failover strategy over the peer link shares: heartbeats, the view of each
+peer, epochs seen, and settings replication from the main.
+
+A strategy subclasses :class:`PeerLinkStrategy` and implements :meth:`tick` (called every
+``heartbeat_ms``, before this node's heartbeat goes out) and, for its own messages,
+:meth:`handle`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from .events import SettingsChanged
+from .failover import Role, Strategy
+from .peerlink import PeerLink, load_cluster_key
+from .replication import SettingsReplicator
+from .transports import parse_hostport
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PeerView:
+    """What a node knows of one peer from its last heartbeat."""
+
+    address: str
+    name: str = ""
+    role: str = ""
+    state: str = ""
+    epoch: int = 0
+    api: tuple[str, ...] = ()
+    routers_online: bool = False
+    settings_version: int = 0
+    heard: float = float("-inf")  #: monotonic time of the last heartbeat
+
+    @property
+    def url(self) -> str:
+        """How clients reach it (its first advertised API URL, else its peer address)."""
+        return self.api[0] if self.api else self.address
+
+
+class PeerLinkStrategy(Strategy):
+    """Base of strategies over the peer link (see the module docstring)."""
+
+    def __init__(self, node: Any, options: dict[str, Any]) -> None:
+        super().__init__(node, options)
+        self.heartbeat_s = options.get("heartbeat_ms", 250) / 1000
+        self.role = node.settings.role
+        self.clock = node.failover.clock
+        self.peers: dict[str, PeerView] = {a: PeerView(a) for a in options["peers"]}
+        self.link: PeerLink | None = None
+        self.replicator = SettingsReplicator(node)
+
+    # -- for subclasses ------------------------------------------------------------------
+    async def tick(self) -> None:
+        """Decide the node's state; called every heartbeat, before the heartbeat is sent."""
+
+    async def handle(self, view: PeerView, message: dict[str, Any]) -> dict[str, Any] | None:
+        """A message of the strategy's own from a configured peer; a dict is the reply."""
+        return None
+
+    def heartbeat_epoch(self) -> int:
+        """The epoch this node announces."""
+        return self.node.epochs.epoch
+
+    @property
+    def failover(self) -> Any:
+        return self.node.failover
+
+    def is_writer(self) -> bool:
+        """Whether this node writes the shared settings (the main)."""
+        return self.role is Role.MAIN
+
+    def max_epoch(self) -> int:
+        return max([self.node.epochs.epoch, *(p.epoch for p in self.peers.values())])
+
+    def heard(self, peer: PeerView, within: float) -> bool:
+        return self.clock() - peer.heard <= within
+
+    def main_url(self) -> str | None:
+        return next((p.url for p in self.peers.values() if p.role == "main"), None)
+
+    def heartbeat(self) -> dict[str, Any]:
+        status = self.failover.status
+        return {
+            "type": "heartbeat", "role": str(status.role), "state": str(status.state),
+            "epoch": self.heartbeat_epoch(), "api": self.node.api_urls(),
+            "routers_online": self.node.routers_online(),
+            "settings_version": self.replicator.version,
+        }
+
+    def send(self, address: str, message: dict[str, Any]) -> None:
+        if self.link is not None:
+            message.setdefault("epoch", self.node.epochs.epoch)
+            self.link.send(address, message)
+
+    def broadcast(self, message: dict[str, Any]) -> None:
+        if self.link is not None:
+            message.setdefault("epoch", self.node.epochs.epoch)
+            self.link.broadcast(message)
+
+    # -- the peer link -------------------------------------------------------------------
+    async def _on_message(self, peer: Any, message: dict[str, Any]) -> dict[str, Any] | None:
+        view = self.peers.get(peer.address)
+        if view is None:  # a node we do not list: nothing it says counts
+            return None
+        mtype = message.get("type")
+        epoch = message.get("epoch")
+        if mtype == "heartbeat":
+            view.name = str(message.get("node", view.name))
+            view.role = str(message.get("role", ""))
+            view.state = str(message.get("state", ""))
+            view.epoch = epoch if isinstance(epoch, int) else view.epoch
+            view.api = tuple(message.get("api") or ())
+            view.routers_online = bool(message.get("routers_online"))
+            view.settings_version = int(message.get("settings_version") or 0)
+            view.heard = self.clock()
+            self.node.epochs.raise_to(view.epoch)  # never go back below an epoch seen
+            if view.role == "main" and self.role is not Role.MAIN \
+                    and self.failover.status.main != view.url:
+                self.failover.update(main=view.url)
+            if self.is_writer() and view.settings_version < self.replicator.version:
+                self.send(view.address, self.replicator.snapshot())  # it catches up
+            return None
+        if mtype == "settings":
+            if isinstance(epoch, int) and epoch < self.max_epoch():
+                log.warning("refusing settings from %s: epoch %d is lower than %d",
+                            view.address, epoch, self.max_epoch())
+            elif not self.is_writer() and view.role == "main":
+                self.replicator.apply(message)
+            return None
+        return await self.handle(view, message)
+
+    async def run(self) -> None:
+        folder = self.node.settings.folder
+        key = load_cluster_key(folder / self.options.get("key", "cluster.key"))
+        self.link = PeerLink(
+            node=self.node.settings.node_name, listen=parse_hostport(self.options["listen"]),
+            peers=[parse_hostport(a) for a in self.options["peers"]], key=key,
+            on_message=self._on_message, heartbeat_timeout_s=self.link_timeout_s(),
+            advertise=self.options["listen"],
+        )
+        await self.link.start()
+        self.failover.update(epoch=self.node.epochs.epoch)
+        changes = self.node.bus.subscribe(f"{self.name} strategy settings", maxsize=1000)
+        watcher = asyncio.create_task(self._watch_settings(changes))
+        try:
+            await self.started()
+            while True:
+                await self.tick()
+                self.broadcast(self.heartbeat())
+                await asyncio.sleep(self.heartbeat_s)
+        finally:
+            watcher.cancel()
+            changes.close()
+            await asyncio.gather(watcher, return_exceptions=True)
+
+    async def started(self) -> None:
+        """Called once the peer link listens, before the first tick."""
+
+    def link_timeout_s(self) -> float:
+        """How long a silent peer link connection lives (SSH keepalives)."""
+        return max(1.0, 10 * self.heartbeat_s)
+
+    async def close(self) -> None:
+        if self.link is not None:
+            await self.link.close()
+
+    async def _watch_settings(self, changes: Any) -> None:
+        async for event in changes:
+            if isinstance(event, SettingsChanged) and self.is_writer():
+                self.broadcast(self.replicator.bump())

@@ -1,0 +1,56 @@
+"""Peer sync: two or more nodes, all active, like two controllers on one router.
+
+Every node is connected to the routers and accepts routes; a route made through one node
+appears on the others through the router's tally (the router is the truth; the nodes never
+tell each other about routes). Settings have one writer, the main: it replicates the shared
+settings files (users, salvos, labels) to the others, versioned, and a node that was away
+catches up when it returns. On every other node settings are read-only ("settings are
+read-only while the backup is active; the main is …").
+
+There is no lease: a node that cannot reach its peers keeps working (nothing it does can
+conflict with another node's, as the router arbitrates routes and settings have one
+writer). A client may use any node; its endpoint list gives it another when one dies.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from tieline.cluster import PeerLinkStrategy, PeerView
+from tieline.errors import ReadOnly
+from tieline.failover import Role, State, peer_link_schema
+
+
+class PeerSyncStrategy(PeerLinkStrategy):
+    """``"failover": {"strategy": "peer_sync", …}``."""
+
+    name = "peer_sync"
+    settings_schema: ClassVar[dict[str, Any]] = peer_link_schema()
+
+    async def started(self) -> None:
+        if self.node.epochs.epoch == 0:
+            self.node.epochs.raise_to(1)  # every peer active from the start: one epoch
+        self.failover.update(state=State.ACTIVE, epoch=self.node.epochs.epoch)
+
+    async def tick(self) -> None:
+        if self.failover.status.epoch != self.node.epochs.epoch:
+            self.failover.update(epoch=self.node.epochs.epoch)
+
+    async def change_member(self, action: str, address: str) -> dict[str, Any]:
+        from tieline.settings import change_failover_peers
+        from tieline.transports import parse_hostport
+
+        if self.role is not Role.MAIN:
+            raise ReadOnly("only the main changes the cluster's members; the main is "
+                           f"{self.main_url() or 'unknown'}")
+        peers = list(self.peers)
+        if action == "add" and address not in peers:
+            peers.append(address)
+        elif action == "remove" and address in peers:
+            peers.remove(address)
+        self.failover.require_settings_writable()
+        change_failover_peers(self.node.settings.folder, peers)
+        self.peers = {a: self.peers.get(a) or PeerView(a) for a in peers}
+        if self.link is not None:
+            self.link.set_peers([parse_hostport(a) for a in peers])
+        return {"peers": peers}
