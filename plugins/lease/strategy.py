@@ -13,8 +13,9 @@ every ``heartbeat_ms`` [250]. The active node holds the lease:
   node for ``lease_ms`` [2500] *and* it reaches every router itself (it connects the links
   a standby keeps closed, and waits for their state). It takes a new epoch, persisted
   first, and accepts routes at once.
-* **Ties**: a main takes over after one lease; a backup waits one lease plus two heartbeats,
-  so that at a cold start of both the main wins. Two actives with the same epoch: the main
+* **Ties**: a main takes over after one lease; at a cold start (no active node heard since
+  it started) a backup waits one lease plus two heartbeats, so that the main wins. A backup
+  that had followed an active node waits exactly one lease after its last heartbeat. Two actives with the same epoch: the main
   (then the lower node name) keeps the role. Two actives with different epochs (after a
   partition healed): the lower epoch gives the role up.
 
@@ -128,6 +129,8 @@ class LeaseStrategy(Strategy):
         #: member of the cluster it names, and must never take over
         self.key_refused: set[str] = set()
         self._failed_candidacy_logged = False
+        #: an active peer was heard since this node started (no cold-start tie to break)
+        self.seen_active = False
 
     # -- helpers -------------------------------------------------------------------------
     @property
@@ -297,6 +300,7 @@ class LeaseStrategy(Strategy):
         active = [p for p in self.peers.values()
                   if p.state == "active" and self._heard(p, self.lease_s)]
         if active:
+            self.seen_active = True
             leader = max(active, key=lambda p: p.epoch)
             url = leader.api[0] if leader.api else leader.address
             if self.failover.status.active != url or self.failover.status.epoch != self._max_epoch():
@@ -308,7 +312,8 @@ class LeaseStrategy(Strategy):
                     self._handover = asyncio.create_task(self._take_back(leader))
             return
         self.main_standby_since = None
-        wait = self.lease_s if self.role is Role.MAIN else self.lease_s + 2 * self.heartbeat_s
+        wait = self.lease_s if self.role is Role.MAIN or self.seen_active \
+            else self.lease_s + 2 * self.heartbeat_s
         silent = all(not self._heard(p, wait) for p in self.peers.values()
                      if p.state == "active")
         if now - self.started_at < wait or not silent:

@@ -29,12 +29,24 @@ async def test_backup_takes_over_and_main_switches_back(make_cluster):
     await wait_for(lambda: _state(cluster, "b", "Backup is active"), 20, "b active")
     b2 = await status_of(cluster.url("b"))
     assert b2["epoch"] > a["epoch"]
+    # b had followed an active main: it waited exactly one lease (600 ms in FAST), not the
+    # cold-start wait of one lease plus two heartbeats
+    assert "now active (epoch %d): no active node heard for 600 ms" % b2["epoch"] \
+        in cluster.procs["b"].output()
 
     cluster.start_node("a")  # the main returns: standby, then switch back after hold-down
     await wait_for(lambda: _state(cluster, "a", "Main is active"), 30, "switch back")
     await wait_for(lambda: _state(cluster, "b", "Backup is idle"), 10, "b idle again")
     a3 = await status_of(cluster.url("a"))
     assert a3["epoch"] > b2["epoch"]
+
+
+async def test_backup_alone_at_a_cold_start_waits_a_lease_and_two_heartbeats(make_cluster):
+    cluster = make_cluster()
+    cluster.start_device()
+    cluster.start_node("b")  # the main never comes: the backup takes over, after the tie wait
+    await wait_for(lambda: _state(cluster, "b", "Backup is active"), 20, "b active")
+    assert "no active node heard for 700 ms" in cluster.procs["b"].output()
 
 
 async def _state(cluster, name: str, text: str) -> bool:
