@@ -58,7 +58,6 @@ import harness  # noqa: E402
 from cluster import (  # noqa: E402
     ADMIN_TOKEN,
     OPERATOR_TOKEN,
-    TIELINE,
     Cluster,
     Proc,
     status_of,
@@ -83,12 +82,9 @@ class BenchCluster(Cluster):
     def probe_file(self, name: str) -> Path:
         return self.root / f"{name}.probes.jsonl"
 
-    def node_proc(self, name: str) -> Proc:
-        folder = self.folder(name) if (self.folder(name) / "tieline.json").exists() \
-            else self.write_settings(name)
-        return Proc(name, [sys.executable, str(HERE / "failover_node.py"),
-                           str(self.probe_file(name)), "run", "--settings", str(folder),
-                           "--log-level", "WARNING"], self.root / f"{name}.log")
+    def node_args(self, name: str, folder: Path) -> list[str]:
+        return [sys.executable, str(HERE / "failover_node.py"), str(self.probe_file(name)),
+                "run", "--settings", str(folder), "--log-level", "WARNING"]
 
     def probes(self, name: str) -> list[dict[str, Any]]:
         path = self.probe_file(name)
@@ -96,13 +92,6 @@ class BenchCluster(Cluster):
             return []
         return [json.loads(line) for line in path.read_text().splitlines() if line]
 
-    def start_device_quiet(self) -> None:
-        """The emulator without a command log (50 routes/s for minutes would fill it)."""
-        proc = Proc("device", [TIELINE, "emulate", "simulator", "--listen",
-                               f"127.0.0.1:{self.device_port}", "--inputs", "16",
-                               "--outputs", str(self.destinations)], self.root / "device.log")
-        proc.start()
-        self.procs["device"] = proc
 
 
 async def _listening(port: int, timeout: float = 30.0) -> None:
@@ -158,24 +147,6 @@ class Router:
                     None)
 
 
-async def _device_state(port: int) -> dict[int, int]:
-    """The emulator's level-0 crosspoints (1-based destination -> 1-based source)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(b"HELLO 1\nDUMP\n")
-    await writer.drain()
-    state: dict[int, int] = {}
-    async with asyncio.timeout(5):
-        while (line := (await reader.readline()).decode().strip()) != "END":
-            if line.startswith("XP "):
-                numbers = [int(x) for x in line.split()[1:]]
-                for i in range(0, len(numbers), 3):
-                    level, dest, source = numbers[i:i + 3]
-                    if level == 0:
-                        state[dest + 1] = source + 1
-    writer.close()
-    return state
-
-
 async def _status_is(url: str, text: str, active: str | None = None) -> bool:
     status = await status_of(url, ADMIN_TOKEN) or {}
     return status.get("status") == text and (active is None or status.get("active") == active)
@@ -196,7 +167,8 @@ async def run_profile(profile: str, runs: int, interval_ms: int,
     client = None
     loop_task = None
     try:
-        cluster.start_device_quiet()
+        cluster.procs["device"] = cluster.device_proc(command_log=False)  # 50 routes/s for
+        cluster.procs["device"].start()  # minutes would fill a command log
         await _listening(cluster.device_port)
         for name in ("a", "b"):
             proc = cluster.node_proc(name)
@@ -279,7 +251,7 @@ async def run_profile(profile: str, runs: int, interval_ms: int,
             await loop_task
         loop_task = None
         # nothing acknowledged is lost: the device shows every destination's last ack
-        device = await _device_state(cluster.device_port)
+        device = {d + 1: s + 1 for d, s in (await cluster.device_crosspoints()).items()}
         lost = {d: (s, device.get(d)) for d, s in router.last.items() if device.get(d) != s}
     finally:
         if loop_task is not None:

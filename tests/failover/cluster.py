@@ -30,9 +30,9 @@ OPERATOR_TOKEN = "operator-token"
 FAST = {"heartbeat_ms": 50, "renew_deadline_ms": 300, "lease_ms": 600}
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         return sock.getsockname()[1]
 
 
@@ -87,6 +87,7 @@ class Cluster:
         self.roles = nodes or {"a": "main", "b": "backup"}
         self.failover = {**FAST, "hold_down_s": 1, **(failover or {})}
         self.destinations = destinations
+        self.device_host = "127.0.0.1"
         self.device_port = free_port()
         self.command_log = root / "commands.jsonl"
         self.peer_ports = {n: free_port() for n in self.roles}
@@ -134,23 +135,39 @@ class Cluster:
         return folder
 
     # -- processes -----------------------------------------------------------------------
+    def device_proc(self, *, command_log: bool = True) -> Proc:
+        """The emulator (16 inputs), logging every command it receives unless told not to."""
+        log = ["--command-log", str(self.command_log)] if command_log else []
+        return Proc("device", [TIELINE, "emulate", "simulator", "--listen",
+                               f"{self.device_host}:{self.device_port}", "--inputs", "16",
+                               "--outputs", str(self.destinations), *log],
+                    self.root / "device.log")
+
     def start_device(self) -> None:
-        proc = Proc("device", [TIELINE, "emulate", "simulator", "--listen",
-                               f"127.0.0.1:{self.device_port}", "--inputs", "16",
-                               "--outputs", str(self.destinations), "--command-log",
-                               str(self.command_log)], self.root / "device.log")
+        proc = self.device_proc()
         proc.start()
         self.procs["device"] = proc
-        wait_port(self.device_port)
+        wait_port(self.device_port, host=self.device_host)
 
-    def start_node(self, name: str) -> Proc:
+    def node_args(self, name: str, folder: Path) -> list[str]:
+        """The command line that runs node ``name`` from its settings ``folder``."""
+        return [TIELINE, "run", "--settings", str(folder), "--log-level", "INFO"]
+
+    def api_address(self, name: str) -> tuple[str, int]:
+        return "127.0.0.1", self.api_ports[name]
+
+    def node_proc(self, name: str) -> Proc:
+        """Node ``name`` (its settings written first when it has none), not started."""
         folder = self.folder(name) if (self.folder(name) / "tieline.json").exists() \
             else self.write_settings(name)
-        proc = Proc(name, [TIELINE, "run", "--settings", str(folder), "--log-level", "INFO"],
-                    self.root / f"{name}.log")
+        return Proc(name, self.node_args(name, folder), self.root / f"{name}.log")
+
+    def start_node(self, name: str) -> Proc:
+        proc = self.node_proc(name)
         proc.start()
         self.procs[name] = proc
-        wait_port(self.api_ports[name])
+        host, port = self.api_address(name)
+        wait_port(port, host=host)
         return proc
 
     def stop_all(self) -> None:
@@ -160,7 +177,25 @@ class Cluster:
     def logs(self) -> str:
         return "\n".join(f"===== {n}\n{p.output()[-6000:]}" for n, p in self.procs.items())
 
-    # -- what the device received --------------------------------------------------------
+    # -- the device ----------------------------------------------------------------------
+    async def device_crosspoints(self) -> dict[int, int]:
+        """The emulator's level-0 crosspoints now (0-based destination -> source), read with
+        the simulator protocol by hand."""
+        reader, writer = await asyncio.open_connection(self.device_host, self.device_port)
+        writer.write(b"HELLO 1\nDUMP\n")
+        await writer.drain()
+        state: dict[int, int] = {}
+        async with asyncio.timeout(5):
+            while (line := (await reader.readline()).decode().strip()) != "END":
+                if line.startswith("XP "):
+                    numbers = [int(x) for x in line.split()[1:]]
+                    for i in range(0, len(numbers), 3):
+                        level, dest, source = numbers[i:i + 3]
+                        if level == 0:
+                            state[dest] = source
+        writer.close()
+        return state
+
     def commands(self) -> list[dict[str, Any]]:
         if not self.command_log.exists():
             return []
@@ -183,14 +218,15 @@ def _crosspoints(text: str) -> list[tuple[int, int, int]]:
         r"Crosspoint\(level=(\d+), destination=(\d+), source=(\d+)\)", text)]
 
 
-def wait_port(port: int, timeout: float = 20.0) -> None:
+def wait_port(port: int, timeout: float = 20.0, host: str = "127.0.0.1") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
+            sock.settimeout(1.0)
+            if sock.connect_ex((host, port)) == 0:
                 return
         time.sleep(0.02)
-    raise AssertionError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+    raise AssertionError(f"nothing listens on {host}:{port} after {timeout} s")
 
 
 async def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.02) -> None:

@@ -35,9 +35,7 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import socket
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -222,20 +220,3 @@ def partition_net() -> Iterator[PartitionNet]:
         yield net
     finally:
         net.destroy()
-
-
-def free_port(host: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
-def wait_port(host: str, port: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            sock.settimeout(1.0)
-            if sock.connect_ex((host, port)) == 0:
-                return
-        time.sleep(0.02)
-    raise AssertionError(f"nothing listens on {host}:{port} after {timeout} s")

@@ -121,34 +121,11 @@ async def test_kill_9_under_load_loses_no_acknowledged_route(make_cluster):
         for level, dest, source in crosspoints:
             assert (dest, source) in asked, (dest, source)
     # ... and every acknowledged route reached it: the device holds each client's last ack
-    device = await _device_state(cluster)
+    device = await cluster.device_crosspoints()
     for dest, routes in acked.items():
         assert device[dest] == routes[-1][1], (dest, routes[-3:])
     status = await status_of(cluster.url("b"))
     assert status["status"] == "Backup is active"
-
-
-async def _device_state(cluster) -> dict[int, int]:
-    """The emulator's crosspoints, read with the simulator protocol by hand (level 0)."""
-    import asyncio
-
-    reader, writer = await asyncio.open_connection("127.0.0.1", cluster.device_port)
-    writer.write(b"HELLO 1\nDUMP\n")
-    await writer.drain()
-    state: dict[int, int] = {}
-    async with asyncio.timeout(5):
-        while True:
-            line = (await reader.readline()).decode().strip()
-            if line == "END":
-                break
-            if line.startswith("XP "):
-                numbers = [int(x) for x in line.split()[1:]]
-                for i in range(0, len(numbers), 3):
-                    level, dest, source = numbers[i:i + 3]
-                    if level == 0:
-                        state[dest] = source
-    writer.close()
-    return state
 
 
 async def _raw(url: str, token: str = ADMIN_TOKEN):
@@ -328,7 +305,7 @@ async def test_switch_back_under_load_loses_no_request(make_cluster):
     for _t, _peer, crosspoints in cluster.routes_sent():
         for _level, dest, source in crosspoints:
             assert (dest, source) in asked
-    device = await _device_state(cluster)
+    device = await cluster.device_crosspoints()
     for dest, source in acked.items():
         assert device[dest] == source
     assert await _state(cluster, "b", "Backup is idle")

@@ -28,8 +28,15 @@ import pytest
 from tieline.auth import hash_token
 from tieline.client import Client, ConnectionLost
 
-from .cluster import ADMIN_TOKEN, OPERATOR_TOKEN, TIELINE, Cluster, Proc, status_of, wait_for
-from .netns import NetnsUnavailable, PartitionNet, free_port, partition_net, wait_port
+from .cluster import (
+    ADMIN_TOKEN,
+    OPERATOR_TOKEN,
+    Cluster,
+    free_port,
+    status_of,
+    wait_for,
+)
+from .netns import NetnsUnavailable, PartitionNet, partition_net
 from .test_lease import _answer, _raw
 
 API_PORT = 8181  # inside each namespace
@@ -77,25 +84,12 @@ class NetnsCluster(Cluster):
             ]}))
         return folder
 
-    def start_device(self) -> None:
-        proc = Proc("device", [TIELINE, "emulate", "simulator", "--listen",
-                               f"{self.device_host}:{self.device_port}", "--inputs", "16",
-                               "--outputs", str(self.destinations), "--command-log",
-                               str(self.command_log)], self.root / "device.log")
-        proc.start()
-        self.procs["device"] = proc
-        wait_port(self.device_host, self.device_port)
-
-    def start_node(self, name: str) -> Proc:
-        folder = self.folder(name) if (self.folder(name) / "tieline.json").exists() \
-            else self.write_settings(name)
+    def node_args(self, name: str, folder: Path) -> list[str]:
         # `ip netns exec` execs the command: the process is tieline itself (signals reach it)
-        proc = Proc(name, [*self.net.netns_prefix(name), TIELINE, "run", "--settings",
-                           str(folder), "--log-level", "INFO"], self.root / f"{name}.log")
-        proc.start()
-        self.procs[name] = proc
-        wait_port(self.net.api_address(name), API_PORT)
-        return proc
+        return [*self.net.netns_prefix(name), *super().node_args(name, folder)]
+
+    def api_address(self, name: str) -> tuple[str, int]:
+        return self.net.api_address(name), API_PORT
 
     def routes_from(self, name: str) -> list[tuple[int, int, int]]:
         """Crosspoints (level, dest, source; 0-based) the emulator received from node
@@ -137,24 +131,6 @@ async def _is(cluster: Cluster, name: str, text: str) -> bool:
 def _labels(cluster: Cluster, name: str) -> Any:
     path = cluster.folder(name) / "labels.json"
     return json.loads(path.read_text()) if path.exists() else None
-
-
-async def _device_state(host: str, port: int) -> dict[int, int]:
-    """The emulator's level-0 crosspoints (0-based dest -> source), read by hand."""
-    reader, writer = await asyncio.open_connection(host, port)
-    writer.write(b"HELLO 1\nDUMP\n")
-    await writer.drain()
-    state: dict[int, int] = {}
-    async with asyncio.timeout(5):
-        while (line := (await reader.readline()).decode().strip()) != "END":
-            if line.startswith("XP "):
-                numbers = [int(x) for x in line.split()[1:]]
-                for i in range(0, len(numbers), 3):
-                    level, dest, source = numbers[i:i + 3]
-                    if level == 0:
-                        state[dest] = source
-    writer.close()
-    return state
 
 
 async def _crosspoint(ws, dest: int) -> int | None:
@@ -206,7 +182,7 @@ async def test_peer_link_cut_while_both_reach_the_router(net, cluster, mode):
                                     "destination": 2, "source": 7}))["ok"]
     assert (0, 0, 4) in cluster.routes_from("a")
     assert (0, 1, 6) in cluster.routes_from("b")
-    device = await _device_state(cluster.device_host, cluster.device_port)
+    device = await cluster.device_crosspoints()
     assert (device[0], device[1]) == (4, 6)
 
     async def tallies_agree() -> bool:
