@@ -85,17 +85,13 @@ def run(settings: str | None, log_level: str) -> None:
         sys.exit(1)
     from contextlib import nullcontext
 
-    from .discovery import advertising, parse_interfaces
+    from .discovery import advertising
     from .service import ServiceNotifier
 
     systemd = ServiceNotifier(node)  # sd_notify; does nothing outside a service manager
-    # mDNS advertising is opt-in through the environment until settings get a key for it
-    try:
-        mdns = advertising(node, parse_interfaces(os.environ.get("TIELINE_MDNS_INTERFACES"))
-                           ) if os.environ.get("TIELINE_MDNS") == "1" else nullcontext()
-    except ValueError as exc:
-        click.echo(f"tieline: TIELINE_MDNS_INTERFACES: {exc}", err=True)
-        sys.exit(1)
+    discovery = node.settings.discovery  # mDNS advertising: "discovery" in tieline.json
+    mdns = advertising(node, discovery.get("interfaces") or None) \
+        if discovery.get("mdns") else nullcontext()
 
     def ready(node: Any) -> None:
         gc.freeze()  # start-up objects leave the collector's generations: shorter full GCs
@@ -196,10 +192,14 @@ def plugins(settings: str | None, as_json: bool) -> None:
 @click.option("--levels", type=click.IntRange(1, 256), default=1, show_default=True)
 @click.option("--command-log", "command_log", type=click.Path(dir_okay=False), metavar="FILE",
               help="Append every command received to FILE, one JSON line each.")
+@click.option("--max-controllers", type=click.IntRange(1), metavar="N",
+              help="Disconnect TCP controllers beyond N at once (a device or serial-to-IP "
+                   "server that takes one connection: --max-controllers 1).")
 @click.option("--log-level", default="INFO", show_default=True,
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
 def emulate(name: str, listen: str | None, serial_device: str | None, inputs: int,
-            outputs: int, levels: int, command_log: str | None, log_level: str) -> None:
+            outputs: int, levels: int, command_log: str | None, max_controllers: int | None,
+            log_level: str) -> None:
     """Run the device emulator NAME (see `tieline plugins`): a router without hardware."""
     from .plugin_manager import Plugins
     from .transports import SerialTransport, parse_hostport
@@ -221,6 +221,7 @@ def emulate(name: str, listen: str | None, serial_device: str | None, inputs: in
 
     async def serve() -> None:
         device = cls.from_cli(inputs=inputs, outputs=outputs, levels=levels)
+        device.max_controllers = max_controllers
         if command_log:
             device.command_log_file = open(command_log, "a", encoding="utf-8")  # noqa: SIM115
         loop = asyncio.get_running_loop()

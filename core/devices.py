@@ -291,6 +291,12 @@ class DeviceLink:
         self.connects = 0  #: successful full-state reads so far
         self._down_since_logged = False
         self._ever_online = False
+        self._retry_now = asyncio.Event()
+
+    def retry_now(self) -> None:
+        """Cut short the wait before the next connection attempt (a failover candidate
+        wants the router now, not at the end of a long backoff)."""
+        self._retry_now.set()
 
     # -- requests from the routing service ---------------------------------------------
     def session(self) -> DriverSession:
@@ -384,7 +390,12 @@ class DeviceLink:
                     self._down_since_logged = True
                 else:
                     log.debug("router '%s': %s; retrying in %.1f s", self.router, reason, delay)
-                await asyncio.sleep(delay)
+                self._retry_now.clear()
+                try:
+                    async with asyncio.timeout(delay):
+                        await self._retry_now.wait()
+                except TimeoutError:
+                    pass
         finally:
             self._set_offline("tieline is stopping")
             await self.driver.stop()

@@ -119,6 +119,11 @@ class DeviceEmulator(abc.ABC):
     serial: ClassVar[bool] = False
     read_size = 65536
 
+    #: how many controllers may be connected at once (None: any number). A controller
+    #: beyond it is disconnected at once, as a serial-to-IP server that takes one
+    #: connection does (``tieline emulate --max-controllers``).
+    max_controllers: int | None = None
+
     def __init__(self, *, max_outgoing_bytes: int = 1 << 20) -> None:
         self.max_outgoing_bytes = max_outgoing_bytes
         #: every command received: (controller name, parsed command).
@@ -272,6 +277,12 @@ class DeviceEmulator(abc.ABC):
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         host, port = (writer.get_extra_info("peername") or ("?", 0))[:2]
+        if self.max_controllers is not None and len(self._peers) >= self.max_controllers:
+            log.warning("%s emulator: refused controller %s:%s: %d already connected "
+                        "(--max-controllers %d)", self.name, host, port, len(self._peers),
+                        self.max_controllers)
+            writer.close()
+            return
         self.serve_stream(StreamPair(reader, writer), f"{host}:{port}")
 
     def serve_stream(self, stream: ByteStream, name: str) -> EmulatorPeer:

@@ -113,12 +113,11 @@ class Failover:
         """Raise :class:`NodeStandby` unless this node takes writes now."""
         status = self.status
         if status.state is not State.ACTIVE:
-            where = status.active or "unknown"
-            raise NodeStandby(
-                f"node '{status.node}' is standby; send requests to the active node "
-                f"({where})",
-                active=status.active,
-            )
+            where = (f"send requests to the active node ({status.active})" if status.active
+                     else "no active node is heard at the moment (a failover may be under "
+                          "way); retry in a moment")
+            raise NodeStandby(f"node '{status.node}' is standby; {where}",
+                              active=status.active)
         if self.draining:
             raise NodeStandby(
                 f"node '{status.node}' is handing over to another node; retry on it",

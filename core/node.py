@@ -67,6 +67,8 @@ class Node:
         )
         self.auth = Authenticator(settings.users, settings.loopback_anonymous_level)
         self.links: list[DeviceLink] = []
+        #: routers whose link a standby node leaves closed (``standby_link`` cold)
+        self.cold_routers = {rs.spec.id for rs in settings.routers if rs.standby_link == "cold"}
         drivers = plugins.drivers()
         transports = plugins.transports()
         for rs in settings.routers:
@@ -103,8 +105,9 @@ class Node:
 
     # -- device links for failover ---------------------------------------------------------
     def _warm(self, link: DeviceLink) -> bool:
-        """Whether the link runs on a standby node (the device allows a second controller)."""
-        return link.driver.allows_second_controller or self.status.state is State.ACTIVE
+        """Whether the link runs now: always on the active node; on a standby node when the
+        router's ``standby_link`` is warm (the device allows a second controller)."""
+        return link.router not in self.cold_routers or self.status.state is State.ACTIVE
 
     def _start_link(self, link: DeviceLink) -> None:
         task = self._link_tasks.get(link)
@@ -115,17 +118,21 @@ class Node:
         """Whether every router's link is up with its state read (the node reaches them)."""
         return all(rt.state.online for rt in self.routing.routers.values())
 
-    async def connect_all_links(self, timeout: float) -> bool:
-        """Start every link (also those a standby leaves closed) and wait until all routers
-        are online; a candidate calls this before it takes over.
+    async def connect_all_links(self, timeout: float, *, cold: bool = True) -> bool:
+        """Start every link (also those a standby leaves closed, unless ``cold`` is false)
+        and wait until those routers are online, their whole state read; a candidate calls
+        this before it takes over.
 
         :returns: whether every router came online within ``timeout``.
         """
-        for link in self.links:
+        links = [link for link in self.links if cold or link.router not in self.cold_routers]
+        for link in links:
             self._start_link(link)
+            if not self.routing.routers[link.router].state.online:
+                link.retry_now()
         try:
             async with asyncio.timeout(timeout):
-                while not self.routers_online():
+                while not all(self.routing.routers[link.router].state.online for link in links):
                     await asyncio.sleep(0.01)
             return True
         except TimeoutError:
@@ -136,7 +143,7 @@ class Node:
         so that the active node can connect."""
         for link in self.links:
             task = self._link_tasks.get(link)
-            if not link.driver.allows_second_controller and task is not None:
+            if link.router in self.cold_routers and task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
                 del self._link_tasks[link]

@@ -39,6 +39,7 @@ from jsonschema.exceptions import ValidationError
 
 from . import catalog
 from .auth import User
+from .discovery import parse_interfaces
 from .errors import InvalidRequest, SettingsError, SettingsProblem
 from .failover import Role
 from .jsonfile import JsonDocument, JsonFileError, json_path, load_json, write_json_atomic
@@ -53,7 +54,7 @@ LABELS_FILE = "labels.json"
 
 #: keys every router block may have, whatever its driver (see tieline.schema.json).
 ROUTER_KEYS = ("id", "driver", "description", "levels", "sources", "destinations",
-               "transport", "label_store", "confirm_timeout_ms")
+               "transport", "label_store", "confirm_timeout_ms", "standby_link")
 #: keys every API entry may have, whatever its type.
 API_KEYS = ("type", "listen")
 
@@ -72,6 +73,10 @@ class RouterSettings:
     transport: dict[str, Any] | None
     label_store: str
     confirm_timeout_s: float
+    #: "warm": a standby node keeps its link open and follows the tallies; "cold": a
+    #: standby leaves the line closed (the device takes one controller) and a candidate
+    #: connects and reads the whole state before it takes over
+    standby_link: str = "warm"
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,8 @@ class Settings:
     labels: dict[str, dict[PortKind, dict[int, str]]]
     failover: dict[str, Any] | None
     disabled_plugins: tuple[str, ...]
+    #: ``{"mdns": bool, "interfaces": [IPv4, …]}`` (empty: not advertised)
+    discovery: dict[str, Any] = field(default_factory=dict)
     blocks: dict[str, Any] = field(default_factory=dict)
     documents: dict[str, Any] = field(default_factory=dict)
 
@@ -321,6 +328,7 @@ class _Loader:
         users, users_file, anon = self._auth(main)
         salvos = self._salvos(self.specs)
         labels = self._labels(self.specs)
+        self._discovery(main)
         if self.problems.items:
             raise self.fail()
         node = data["node"]
@@ -337,11 +345,22 @@ class _Loader:
             labels=labels,
             failover=data.get("failover"),
             disabled_plugins=tuple(data.get("plugins", {}).get("disabled", [])),
+            discovery=dict(data.get("discovery", {})),
             blocks={k: data[k] for k in self.blocks if k in data},
             documents={MAIN_FILE: data},
         )
 
     # -- tieline.json ------------------------------------------------------------------
+    def _discovery(self, main: JsonDocument) -> None:
+        block = main.data.get("discovery")
+        interfaces = block.get("interfaces") if isinstance(block, dict) else None
+        for i, address in enumerate(interfaces if isinstance(interfaces, list) else []):
+            if isinstance(address, str):
+                try:
+                    parse_interfaces(address)
+                except ValueError as exc:
+                    self.problems.add(main, ("discovery", "interfaces", i), str(exc))
+
     def _node(self, main: JsonDocument) -> Role:
         data = main.data
         node = data.get("node") if isinstance(data.get("node"), dict) else {}
@@ -474,6 +493,17 @@ class _Loader:
                     "\"settings\" or leave label_store out",
                 )
                 ok = False
+            ttype = transport.get("type") if isinstance(transport, dict) else None
+            standby_link = block.get("standby_link", "cold" if ttype == "serial"
+                                     or not cls.allows_second_controller else "warm")
+            if standby_link == "warm" and not cls.allows_second_controller:
+                self.problems.add(
+                    main, base + ("standby_link",),
+                    f"driver '{driver_name}': the device takes one controller at a time, so a "
+                    "standby node cannot keep its link open; use \"cold\" or leave "
+                    "standby_link out",
+                )
+                ok = False
             if ok and spec is not None:
                 for key, message in cls.check(spec, block):
                     self.problems.add(main, base + ((key,) if key in block else ()),
@@ -485,6 +515,7 @@ class _Loader:
             out.append(RouterSettings(
                 spec=spec, options=block, transport=transport, label_store=store,
                 confirm_timeout_s=block.get("confirm_timeout_ms", 2000) / 1000,
+                standby_link=standby_link,
             ))
         return out
 
@@ -537,7 +568,6 @@ class _Loader:
         users_file = auth.get("users_file")
         if not isinstance(users_file, str) or not users_file:
             return [], None, anon
-        path = self.folder / users_file
         if Path(users_file).is_absolute() or ".." in Path(users_file).parts:
             self.problems.add(main, ("auth", "users_file"),
                               "expected a file name inside the settings folder")

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -128,7 +127,10 @@ class LeaseStrategy(Strategy):
         #: peers that refused our key since we last reached them: this node is not a
         #: member of the cluster it names, and must never take over
         self.key_refused: set[str] = set()
-        self._failed_candidacy_logged = False
+        #: the candidacy in progress (connecting the routers), run beside the heartbeats
+        self._candidacy: asyncio.Task[None] | None = None
+        #: why the last candidacy failed, logged once per reason
+        self._candidacy_problem: str | None = None
         #: an active peer was heard since this node started (no cold-start tie to break)
         self.seen_active = False
 
@@ -239,8 +241,9 @@ class LeaseStrategy(Strategy):
             await asyncio.gather(watcher, return_exceptions=True)
 
     async def close(self) -> None:
-        if self._handover is not None:
-            self._handover.cancel()
+        for task in (self._handover, self._candidacy):
+            if task is not None:
+                task.cancel()
         if self.link is not None:
             await self.link.close()
 
@@ -301,6 +304,7 @@ class LeaseStrategy(Strategy):
                   if p.state == "active" and self._heard(p, self.lease_s)]
         if active:
             self.seen_active = True
+            self._candidacy_problem = None
             leader = max(active, key=lambda p: p.epoch)
             url = leader.api[0] if leader.api else leader.address
             if self.failover.status.active != url or self.failover.status.epoch != self._max_epoch():
@@ -312,6 +316,8 @@ class LeaseStrategy(Strategy):
                     self._handover = asyncio.create_task(self._take_back(leader))
             return
         self.main_standby_since = None
+        if self.failover.status.active is not None:
+            self.failover.update(active=None)  # never send clients to a node gone silent
         wait = self.lease_s if self.role is Role.MAIN or self.seen_active \
             else self.lease_s + 2 * self.heartbeat_s
         silent = all(not self._heard(p, wait) for p in self.peers.values()
@@ -320,8 +326,12 @@ class LeaseStrategy(Strategy):
             return
         if self.role is not Role.MAIN and self._other_candidate_first():
             return
-        await self._take_over("no active node heard for "
-                              f"{wait * 1000:.0f} ms")
+        if self._candidacy is None or self._candidacy.done():
+            # a task: connecting the routers may take connect_timeout_ms, and the
+            # heartbeats must go on meanwhile
+            self._candidacy = asyncio.create_task(
+                self._take_over(f"no active node heard for {wait * 1000:.0f} ms"),
+                name="failover candidacy")
 
     def _other_candidate_first(self) -> bool:
         """Among standby backups that reach their routers, the lowest name goes first."""
@@ -330,22 +340,33 @@ class LeaseStrategy(Strategy):
                    and p.name and p.name < me and self._heard(p, self.lease_s)
                    for p in self.peers.values())
 
+    def _candidacy_failed(self, problem: str, level: int, text: str) -> None:
+        if self._candidacy_problem != problem:
+            log.log(level, "%s", text)
+            self._candidacy_problem = problem
+
     async def _take_over(self, why: str) -> None:
         refused = sorted(self.key_refused)
         if refused:
-            if not self._failed_candidacy_logged:
-                log.error("not taking over: the peer link to %s refuses our key (or we its): "
-                          "this node's cluster key differs from the cluster's. Copy the "
-                          "cluster's key file here", ", ".join(map(str, refused)))
-                self._failed_candidacy_logged = True
+            self._candidacy_failed(
+                "key", logging.ERROR,
+                f"not taking over: the peer link to {', '.join(map(str, refused))} refuses "
+                "our key (or we its): this node's cluster key differs from the cluster's. "
+                "Copy the cluster's key file here")
             return
         if not await self.node.connect_all_links(self.connect_timeout_s):
-            if not self._failed_candidacy_logged:
-                log.warning("not taking over (%s): this node does not reach every router",
-                            why)
-                self._failed_candidacy_logged = True
+            offline = sorted(r for r, rt in self.node.routing.routers.items()
+                             if not rt.state.online)
+            self._candidacy_failed(
+                "routers", logging.WARNING,
+                f"not taking over ({why}): this node does not reach every router (offline: "
+                f"{', '.join(offline)}); trying again at every heartbeat")
             return
-        self._failed_candidacy_logged = False
+        # the cluster may have moved while the routers were connecting
+        if self.active or any(p.state == "active" and self._heard(p, self.lease_s)
+                              for p in self.peers.values()):
+            return
+        self._candidacy_problem = None
         epoch = self.node.epochs.next(self._max_epoch())  # persisted before use
         self.my_epoch = epoch
         self.failover.fence_until = self.clock() + self.renew_s
@@ -366,7 +387,8 @@ class LeaseStrategy(Strategy):
         """The main asks the active backup to hand over (a planned switch back)."""
         try:
             assert self.link is not None
-            if not await self.node.connect_all_links(self.connect_timeout_s):
+            # links the backup holds alone (standby_link cold) can only open once it let go
+            if not await self.node.connect_all_links(self.connect_timeout_s, cold=False):
                 log.warning("switch back postponed: this node does not reach every router")
                 return
             reply = await self.link.request(
@@ -378,6 +400,12 @@ class LeaseStrategy(Strategy):
                 return
             leader.state = "standby"
             leader.epoch = max(leader.epoch, released)
+            if not await self.node.connect_all_links(self.connect_timeout_s):
+                log.error("switch back: the backup handed over but this node could not "
+                          "connect every router (standby_link cold) within %.1f s; no node "
+                          "is active until one takes over after a lease",
+                          self.connect_timeout_s)
+                return
             epoch = self.node.epochs.next(max(released, self._max_epoch()))
             self.my_epoch = epoch
             self.failover.fence_until = self.clock() + self.renew_s

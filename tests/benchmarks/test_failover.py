@@ -56,11 +56,9 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "failover"))
 import harness  # noqa: E402
 from cluster import (  # noqa: E402
-    ADMIN_TOKEN,
     OPERATOR_TOKEN,
     Cluster,
-    Proc,
-    status_of,
+    status_is,
     wait_for,
 )
 
@@ -147,11 +145,6 @@ class Router:
                     None)
 
 
-async def _status_is(url: str, text: str, active: str | None = None) -> bool:
-    status = await status_of(url, ADMIN_TOKEN) or {}
-    return status.get("status") == text and (active is None or status.get("active") == active)
-
-
 async def run_profile(profile: str, runs: int, interval_ms: int,
                       root: Path) -> dict[str, Any]:
     timings = PROFILES[profile]
@@ -167,17 +160,8 @@ async def run_profile(profile: str, runs: int, interval_ms: int,
     client = None
     loop_task = None
     try:
-        cluster.procs["device"] = cluster.device_proc(command_log=False)  # 50 routes/s for
-        cluster.procs["device"].start()  # minutes would fill a command log
-        await _listening(cluster.device_port)
-        for name in ("a", "b"):
-            proc = cluster.node_proc(name)
-            proc.start()
-            cluster.procs[name] = proc
-            await _listening(cluster.api_ports[name])
-            if name == "a":
-                await wait_for(lambda: _status_is(a_url, "Main is active"), 30, "a active")
-        await wait_for(lambda: _status_is(b_url, "Backup is idle", a_url), 30, "b idle")
+        cluster.start_device(command_log=False)  # 50 routes/s for minutes would fill a log
+        await cluster.start_main_and_backup()
 
         client = Client([a_url, b_url], token=OPERATOR_TOKEN)
         await client.connect()
@@ -187,7 +171,7 @@ async def run_profile(profile: str, runs: int, interval_ms: int,
 
         for run in range(1, runs + 1):
             # 1. a active, b idle following it, the client on a
-            await wait_for(lambda: _status_is(b_url, "Backup is idle", a_url), 30,
+            await wait_for(lambda: status_is(b_url, "Backup is idle", a_url), 30,
                            "b idle, following a")
             await wait_for(lambda: client.endpoint == a_url and router.acks
                            and router.acks[-1].endpoint == a_url, 30, "client routing via a")
@@ -213,7 +197,7 @@ async def run_profile(profile: str, runs: int, interval_ms: int,
                 split["detect"].append(decide["t_ns"] - killed)
                 split["promote"].append(active["t_ns"] - decide["t_ns"])
                 split["client"].append(first.t_ns - active["t_ns"])
-            assert await _status_is(b_url, "Backup is active")
+            assert await status_is(b_url, "Backup is active")
 
             # 3. a again: standby, hold-down, planned switch back
             proc = cluster.node_proc("a")

@@ -82,8 +82,14 @@ class Cluster:
     """An emulator and nodes 'a' (main) and 'b' (backup) by default."""
 
     def __init__(self, root: Path, *, nodes: dict[str, str] | None = None,
-                 failover: dict[str, Any] | None = None, destinations: int = 16) -> None:
+                 failover: dict[str, Any] | None = None, destinations: int = 16,
+                 router: dict[str, Any] | None = None, max_controllers: int | None = None,
+                 ) -> None:
         self.root = root
+        #: more keys for the router block of every node (``{"standby_link": "cold"}``)
+        self.router_options = router or {}
+        #: the emulator's --max-controllers
+        self.max_controllers = max_controllers
         self.roles = nodes or {"a": "main", "b": "backup"}
         self.failover = {**FAST, "hold_down_s": 1, **(failover or {})}
         self.destinations = destinations
@@ -120,7 +126,7 @@ class Cluster:
                          "sources": 16, "destinations": self.destinations,
                          "confirm_timeout_ms": 2000, "label_store": "settings",
                          "transport": {"type": "tcp", "host": "127.0.0.1",
-                                       "port": self.device_port}}],
+                                       "port": self.device_port}, **self.router_options}],
             "apis": [{"type": "websocket", "listen": f"127.0.0.1:{self.api_ports[name]}",
                       "heartbeat_timeout_ms": 600}],
             "auth": {"users_file": "users.json"},
@@ -138,13 +144,15 @@ class Cluster:
     def device_proc(self, *, command_log: bool = True) -> Proc:
         """The emulator (16 inputs), logging every command it receives unless told not to."""
         log = ["--command-log", str(self.command_log)] if command_log else []
+        if self.max_controllers is not None:
+            log += ["--max-controllers", str(self.max_controllers)]
         return Proc("device", [TIELINE, "emulate", "simulator", "--listen",
                                f"{self.device_host}:{self.device_port}", "--inputs", "16",
                                "--outputs", str(self.destinations), *log],
                     self.root / "device.log")
 
-    def start_device(self) -> None:
-        proc = self.device_proc()
+    def start_device(self, *, command_log: bool = True) -> None:
+        proc = self.device_proc(command_log=command_log)
         proc.start()
         self.procs["device"] = proc
         wait_port(self.device_port, host=self.device_host)
@@ -170,6 +178,15 @@ class Cluster:
         wait_port(port, host=host)
         return proc
 
+    async def start_main_and_backup(self) -> None:
+        """Start node a (the main) and wait until it is active, then node b (the backup)
+        and wait until it is idle, following a. The device must be running."""
+        self.start_node("a")
+        await wait_for(lambda: status_is(self.url("a"), "Main is active"), 20, "a active")
+        self.start_node("b")
+        await wait_for(lambda: status_is(self.url("b"), "Backup is idle", self.url("a")), 20,
+                       "b idle, following a")
+
     def stop_all(self) -> None:
         for proc in self.procs.values():
             proc.stop()
@@ -186,7 +203,7 @@ class Cluster:
         await writer.drain()
         state: dict[int, int] = {}
         async with asyncio.timeout(5):
-            while (line := (await reader.readline()).decode().strip()) != "END":
+            while (raw := await reader.readline()) and (line := raw.decode().strip()) != "END":
                 if line.startswith("XP "):
                     numbers = [int(x) for x in line.split()[1:]]
                     for i in range(0, len(numbers), 3):
@@ -194,6 +211,9 @@ class Cluster:
                         if level == 0:
                             state[dest] = source
         writer.close()
+        if not raw:
+            raise AssertionError("the emulator closed the connection before its whole state "
+                                 "was read (--max-controllers?)")
         return state
 
     def commands(self) -> list[dict[str, Any]]:
@@ -258,3 +278,9 @@ async def status_of(url: str, token: str = ADMIN_TOKEN) -> dict[str, Any] | None
                         return message.get("result") if message.get("ok") else None
     except (OSError, TimeoutError, ValueError, Exception):  # noqa: BLE001 - any failure: None
         return None
+
+
+async def status_is(url: str, text: str, active: str | None = None) -> bool:
+    """Whether the node at ``url`` has the status ``text`` (and names ``active``, if given)."""
+    status = await status_of(url) or {}
+    return status.get("status") == text and (active is None or status.get("active") == active)

@@ -10,16 +10,7 @@ from .cluster import ADMIN_TOKEN, status_of, wait_for
 async def test_backup_takes_over_and_main_switches_back(make_cluster):
     cluster = make_cluster()
     cluster.start_device()
-    cluster.start_node("a")
-    await wait_for(lambda: _state(cluster, "a", "Main is active"), 20, "a active")
-    cluster.start_node("b")
-
-    async def b_follows_a() -> bool:
-        status = await status_of(cluster.url("b"))
-        return bool(status) and status["status"] == "Backup is idle" \
-            and status["active"] == cluster.url("a")
-
-    await wait_for(b_follows_a, 20, "b idle, following a")
+    await cluster.start_main_and_backup()
     a = await status_of(cluster.url("a"))
     b = await status_of(cluster.url("b"))
     assert a["epoch"] == b["epoch"] >= 1
@@ -57,15 +48,7 @@ async def _state(cluster, name: str, text: str) -> bool:
 async def _cluster_with_a_active(make_cluster, **kwargs):
     cluster = make_cluster(**kwargs)
     cluster.start_device()
-    cluster.start_node("a")
-    await wait_for(lambda: _state(cluster, "a", "Main is active"), 20, "a active")
-    cluster.start_node("b")
-
-    async def b_follows_a() -> bool:
-        status = await status_of(cluster.url("b"))
-        return bool(status) and status["active"] == cluster.url("a")
-
-    await wait_for(b_follows_a, 20, "b following a")
+    await cluster.start_main_and_backup()
     return cluster
 
 

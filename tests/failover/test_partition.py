@@ -16,7 +16,6 @@ every packet (a half-open link).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from collections.abc import Iterator
@@ -68,7 +67,7 @@ class NetnsCluster(Cluster):
                          "sources": 16, "destinations": self.destinations,
                          "confirm_timeout_ms": 2000, "label_store": "settings",
                          "transport": {"type": "tcp", "host": self.device_host,
-                                       "port": self.device_port}}],
+                                       "port": self.device_port}, **self.router_options}],
             "apis": [{"type": "websocket", "listen": f"{self.net.api_address(name)}:{API_PORT}",
                       "heartbeat_timeout_ms": 600}],
             "auth": {"users_file": "users.json"},
@@ -147,15 +146,7 @@ async def test_peer_link_cut_while_both_reach_the_router(net, cluster, mode):
 
     # -- before the cut: a active, b idle following a; settings replicated ---------------
     cluster.start_device()
-    cluster.start_node("a")
-    await wait_for(lambda: _is(cluster, "a", "Main is active"), 20, "a active")
-    cluster.start_node("b")
-
-    async def b_follows_a() -> bool:
-        status = await _status(cluster, "b")
-        return status.get("status") == "Backup is idle" and status.get("active") == a_url
-
-    await wait_for(b_follows_a, 20, "b idle, following a")
+    await cluster.start_main_and_backup()
     epoch_before = (await _status(cluster, "a"))["epoch"]
     assert epoch_before >= 1
     admin_a = await _raw(a_url)

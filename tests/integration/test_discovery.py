@@ -3,8 +3,8 @@
 mDNS is multicast (224.0.0.251:5353). These tests keep it off every real network:
 
 - on the loopback interface only: the advertiser and the browser are bound to 127.0.0.1
-  (zeroconf ``interfaces=["127.0.0.1"]``; ``TIELINE_MDNS_INTERFACES`` and ``tieline discover
-  --interface``), so their multicast goes out on ``lo`` and nowhere else. Linux loops
+  (zeroconf ``interfaces=["127.0.0.1"]``; ``"discovery": {"interfaces": [...]}`` in the
+  settings and ``tieline discover --interface``), so their multicast goes out on ``lo`` and nowhere else. Linux loops
   multicast back on ``lo`` even though ``lo`` lacks the MULTICAST flag; the fixture
   checks that it does here and skips (pointing to the namespace test) when it does not;
 - between two network namespaces this test creates, joined by a veth pair (root and
@@ -35,12 +35,13 @@ from .test_cli import TIELINE, start, stop
 LOOPBACK = ["127.0.0.1"]
 
 
-def _main(name: str, listen: str) -> dict[str, Any]:
+def _main(name: str, listen: str, **discovery: Any) -> dict[str, Any]:
     return {
         "node": {"name": name},
         "routers": [{"id": "studio", "driver": "simulator", "levels": ["video"], "sources": 4,
                      "destinations": 4}],
         "apis": [{"type": "websocket", "listen": listen}],
+        "discovery": discovery,
     }
 
 
@@ -142,9 +143,9 @@ def discover_until(name: str, *args: str, netns: str | None = None) -> dict[str,
 
 def test_run_advertises_and_discover_lists_it(loopback_multicast, settings_dir):
     name = _unique("run")
-    folder = settings_dir({"tieline.json": _main(name, "127.0.0.1:0")})
-    env = dict(os.environ, TIELINE_MDNS="1", TIELINE_MDNS_INTERFACES="127.0.0.1")
-    proc, banner = start(["--settings", str(folder)], env)
+    folder = settings_dir({"tieline.json": _main(name, "127.0.0.1:0", mdns=True,
+                                                  interfaces=["127.0.0.1"])})
+    proc, banner = start(["--settings", str(folder)], dict(os.environ))
     try:
         url = banner.split(" serving ")[1].split()[0]
         entry = discover_until(name, "--interface", "127.0.0.1")
@@ -172,13 +173,14 @@ def test_bad_interfaces_are_refused(settings_dir):
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert "mDNS interface 'eth0' is not an IPv4 address" in result.stderr
-    folder = settings_dir({"tieline.json": _main(_unique("bad"), "127.0.0.1:0")})
-    env = dict(os.environ, TIELINE_MDNS="1", TIELINE_MDNS_INTERFACES="::1")
+    folder = settings_dir({"tieline.json": _main(_unique("bad"), "127.0.0.1:0", mdns=True,
+                                                  interfaces=["127.0.0.1", "::1"])})
     result = subprocess.run([TIELINE, "run", "--settings", str(folder)], capture_output=True,
-                            text=True, timeout=30, env=env)
+                            text=True, timeout=30)
     assert result.returncode == 1
-    assert "TIELINE_MDNS_INTERFACES: mDNS interface '::1' is not an IPv4 address" in (
-        result.stderr)
+    assert "tieline.json:" in result.stderr
+    assert "$.discovery.interfaces[1]: mDNS interface '::1' is not an IPv4 address" in (
+        result.stderr), result.stderr
 
 
 # -------------------------------------------------------------------------------------------
@@ -226,12 +228,11 @@ def two_hosts() -> Iterator[tuple[str, str, str]]:
 def test_discovery_between_network_namespaces(two_hosts, settings_dir):
     a, b, address = two_hosts
     name = _unique("ns")
-    folder = settings_dir({"tieline.json": _main(name, "0.0.0.0:0")})
-    env = dict(os.environ, TIELINE_MDNS="1")  # every interface of namespace a
-    env.pop("TIELINE_MDNS_INTERFACES", None)
+    # every interface of namespace a
+    folder = settings_dir({"tieline.json": _main(name, "0.0.0.0:0", mdns=True)})
     proc = subprocess.Popen(["ip", "netns", "exec", a, TIELINE, "run", "--settings",
                              str(folder)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env)
+                            text=True)
     try:
         banner = proc.stdout.readline()
         assert " serving ws://0.0.0.0:" in banner, banner + proc.stderr.read()

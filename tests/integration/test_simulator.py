@@ -275,6 +275,20 @@ async def test_device_restarted_with_other_routing_is_followed_not_overwritten(m
         assert not [m for _, m in second.command_log if isinstance(m, Route)]
 
 
+async def test_retry_now_cuts_a_long_backoff_short(make_rig, device, caplog):
+    """A failover candidate wants its router now: retry_now() skips the backoff's wait."""
+    port = free_port()
+    rig = await make_rig(tcp_driver(port), online=False)
+    rig.link._backoff_factory = lambda: iter(lambda: 3600.0, None)  # an hour between tries
+    async with asyncio.timeout(2):  # the first try fails at once: then an hour to wait
+        while "retrying in 3600.0 s" not in caplog.text:
+            await asyncio.sleep(0.01)
+    await serve(device, port)
+    rig.link.retry_now()
+    await rig.next(DeviceOnline)  # within the 2 s of next(), not an hour
+    assert rig.link.connects == 1
+
+
 async def test_request_to_an_offline_router_fails_at_once(make_rig):
     rig = await make_rig(tcp_driver(free_port()), online=False, confirm_timeout_s=30)
     async with asyncio.timeout(1):  # not after the 30 s confirmation timeout

@@ -202,6 +202,17 @@ CASES = {
          "users.json": USERS},
         [("tieline.json:", "$.apis[1].level", "router 'studio' has no level 'vidoe'")],
     ),
+    "standby_link neither warm nor cold": (
+        {"tieline.json": good(routers=[{**GOOD["routers"][0], "standby_link": "hot"}]),
+         "users.json": USERS},
+        [("tieline.json:", "$.routers[0].standby_link", 'expected one of "warm", "cold"; got "hot"')],
+    ),
+    "an mDNS interface that is not an IPv4 address": (
+        {"tieline.json": good(discovery={"mdns": True, "interfaces": ["eth0"]}),
+         "users.json": USERS},
+        [("tieline.json:", "$.discovery.interfaces[0]",
+          "mDNS interface 'eth0' is not an IPv4 address")],
+    ),
     "transport the driver cannot use": (
         {"tieline.json": good(routers=[{**GOOD["routers"][0], "transport": {"type": "serial"}}]),
          "users.json": USERS},
@@ -264,3 +275,30 @@ def test_disabled_plugin_makes_its_driver_unknown(settings_dir):
     code, out = validate(folder)
     assert code == 1
     assert "$.routers[0].driver: unknown driver 'simulator'" in out
+
+
+def test_standby_link_defaults_to_cold_over_serial_only(settings_dir):
+    swp08 = {"id": "tx", "driver": "swp08", "levels": ["video"], "sources": 8,
+             "destinations": 8}
+    routers = [
+        {**swp08, "id": "lan", "transport": {"type": "tcp", "host": "192.0.2.1", "port": 2000}},
+        {**swp08, "id": "line", "transport": {"type": "serial", "device": "/dev/ttyS0"}},
+        {**swp08, "id": "own-port", "transport": {"type": "serial", "device": "/dev/ttyS1"},
+         "standby_link": "warm"},
+        {**swp08, "id": "one-conn", "transport": {"type": "tcp", "host": "192.0.2.2", "port": 2000},
+         "standby_link": "cold"},
+    ]
+    folder = settings_dir({"tieline.json": good(routers=routers), "users.json": USERS})
+    settings = load_settings(folder, Plugins())
+    assert {r.spec.id: r.standby_link for r in settings.routers} == {
+        "lan": "warm", "line": "cold", "own-port": "warm", "one-conn": "cold"}
+
+
+def test_discovery_block(settings_dir):
+    folder = settings_dir({"tieline.json": good(discovery={"mdns": True,
+                                                           "interfaces": ["127.0.0.1"]}),
+                           "users.json": USERS})
+    assert load_settings(folder, Plugins()).discovery == {"mdns": True,
+                                                          "interfaces": ["127.0.0.1"]}
+    folder = settings_dir({"tieline.json": GOOD, "users.json": USERS})
+    assert load_settings(folder, Plugins()).discovery == {}
