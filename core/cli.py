@@ -83,6 +83,9 @@ def run(settings: str | None, log_level: str) -> None:
     except SettingsError as exc:
         click.echo(str(exc), err=True)
         sys.exit(1)
+    except TielineError as exc:  # the node cannot run here (a failover action's preflight)
+        click.echo(f"tieline: {exc}", err=True)
+        sys.exit(1)
     from contextlib import nullcontext
 
     from .discovery import advertising

@@ -20,7 +20,9 @@ acting at its renew deadline.
 from __future__ import annotations
 
 import abc
+import asyncio
 import enum
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -33,6 +35,8 @@ if TYPE_CHECKING:
 from .errors import NodeStandby, ReadOnly, Refused, TielineError
 from .events import NodeStatusChanged
 from .jsonfile import JsonFileError, load_json, write_json_atomic
+
+_log = logging.getLogger(__name__)
 
 
 class Role(enum.StrEnum):
@@ -101,12 +105,16 @@ class Failover:
         self.fence_until: float | None = None
         #: set while a planned handover drains: new writes are refused, in-flight ones finish.
         self.draining = False
+        #: called with the new status on every change, before the event is published
+        self.listeners: list[Callable[[NodeStatus], None]] = []
 
     def update(self, **changes: object) -> None:
         """Change the status (state, epoch, active …) and announce it."""
         new = replace(self.status, **changes)
         if new != self.status:
             self.status = new
+            for listener in self.listeners:
+                listener(new)
             self._publish(NodeStatusChanged(new))
 
     def require_active(self) -> None:
@@ -239,3 +247,97 @@ class Strategy(abc.ABC):
         """Add or remove a peer (``tieline backup add/remove``); the main writes the
         settings and replicates them."""
         raise Refused(f"the {self.name} strategy has no membership changes")
+
+
+class FailoverAction(abc.ABC):
+    """Something a node does when it becomes active and undoes when it stops being active:
+    claim a virtual IP, say. What a plugin may return from ``tieline_failover_strategies``
+    beside electors; it combines with any elector.
+
+    Its settings are the key :attr:`name` of the ``failover`` block, beside ``"strategy"``
+    (``"failover": {"strategy": "etcd", …, "vip": {…}}``), validated against
+    ``settings_schema``. The node checks :meth:`preflight` before it starts anything, then
+    calls :meth:`deactivate` once (to clear what a crashed run may have left) and
+    :meth:`activate` / :meth:`deactivate` on every transition, one at a time, in order;
+    a failed call is logged and retried.
+
+    :param node: the node.
+    :param options: the block (``failover[name]``).
+    """
+
+    name: ClassVar[str]
+    settings_schema: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, node: Node, options: dict[str, Any]) -> None:
+        self.node = node
+        self.options = options
+
+    @classmethod
+    def check(cls, options: dict[str, Any]) -> list[tuple[str, str]]:
+        """Problems of the block that its schema cannot state, as ``(key, message)``."""
+        return []
+
+    def preflight(self) -> None:
+        """Raise :class:`~tieline.errors.TielineError`, saying what to do, when this node
+        could not carry the action out (a missing privilege): it then refuses to start,
+        instead of failing at failover time."""
+
+    @abc.abstractmethod
+    async def activate(self) -> None:
+        """The node is active (it already accepts requests)."""
+
+    @abc.abstractmethod
+    async def deactivate(self) -> None:
+        """The node is no longer active, or is starting, or stopping."""
+
+
+class ActionRunner:
+    """Runs a node's failover actions after its state: one task, transitions in order, the
+    latest state wins when several changes come while an action runs.
+
+    :param actions: the actions.
+    :param retry_s: pause before a failed call is tried again.
+    """
+
+    def __init__(self, actions: list[FailoverAction], *, retry_s: float = 1.0) -> None:
+        self.actions = actions
+        self.retry_s = retry_s
+        self.wanted: State | None = None
+        self.done: State | None = None
+        self._changed = asyncio.Event()
+
+    def want(self, state: State) -> None:
+        self.wanted = state
+        self._changed.set()
+
+    async def run(self) -> None:
+        """Apply the wanted state until cancelled (then deactivate)."""
+        try:
+            while True:
+                await self._changed.wait()
+                self._changed.clear()
+                wanted = self.wanted
+                if wanted is None or wanted == self.done:
+                    continue
+                if await self._apply(wanted):
+                    self.done = wanted
+                else:
+                    await asyncio.sleep(self.retry_s)
+                    self._changed.set()
+        finally:
+            if self.done is not State.STANDBY:
+                await asyncio.shield(self._apply(State.STANDBY))
+
+    async def _apply(self, state: State) -> bool:
+        ok = True
+        for action in self.actions:
+            try:
+                if state is State.ACTIVE:
+                    await action.activate()
+                else:
+                    await action.deactivate()
+            except (TielineError, OSError) as exc:
+                _log.error("failover action %s could not %s: %s; retrying", action.name,
+                           "activate" if state is State.ACTIVE else "deactivate", exc)
+                ok = False
+        return ok

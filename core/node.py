@@ -20,7 +20,7 @@ from .auth import Authenticator
 from .devices import DeviceLink
 from .errors import PluginError, TielineError
 from .events import EventBus, LabelsChanged, SalvosChanged, SettingsChanged, Subscription
-from .failover import EpochStore, Failover, NodeStatus, Role, State, Strategy
+from .failover import ActionRunner, EpochStore, Failover, NodeStatus, Role, State, Strategy
 from .model import RouterState
 from .plugin_manager import Plugins
 from .routing import RouterRuntime, RoutingService
@@ -95,9 +95,21 @@ class Node:
             api_classes[entry["type"]][1](self, entry) for entry in settings.apis
         ]
         self.strategy: Strategy | None = None
+        #: failover actions (a virtual IP …), run after the node's state
+        self.actions: ActionRunner | None = None
         if settings.failover is not None:
+            action_classes = plugins.failover_actions()
+            actions = [action_classes[k][1](self, v) for k, v in settings.failover.items()
+                       if k in action_classes]
+            elector = {k: v for k, v in settings.failover.items() if k not in action_classes}
             strategy_cls = plugins.strategies()[settings.failover["strategy"]][1]
-            self.strategy = strategy_cls(self, settings.failover)
+            self.strategy = strategy_cls(self, elector)
+            if actions:
+                for action in actions:
+                    action.preflight()  # a missing privilege stops the node here, not later
+                self.actions = ActionRunner(actions)
+                runner = self.actions
+                self.failover.listeners.append(lambda status: runner.want(status.state))
         self._stop = asyncio.Event()
         self.started = asyncio.Event()
         self._tg: asyncio.TaskGroup | None = None
@@ -246,6 +258,10 @@ class Node:
                 if self._warm(link):
                     self._start_link(link)
             observer = tg.create_task(self._observe(observed), name="observers")
+            actions_task = None
+            if self.actions is not None:
+                self.actions.want(self.status.state)  # standby: clears a crashed run's claim
+                actions_task = tg.create_task(self.actions.run(), name="failover actions")
             strategy_task = None
             started: list[ClientApi] = []
             try:
@@ -266,6 +282,9 @@ class Node:
                     strategy_task.cancel()
                     await asyncio.gather(strategy_task, return_exceptions=True)
                     await self.strategy.close()  # type: ignore[union-attr]
+                if actions_task is not None:
+                    actions_task.cancel()  # deactivates on its way out
+                    await asyncio.gather(actions_task, return_exceptions=True)
                 await self._shutdown(started, tasks)
                 self._tg = None
 

@@ -195,7 +195,20 @@ class Plugins:
         return self._collect("tieline_client_apis", "client API")
 
     def strategies(self) -> dict[str, tuple[str, Any]]:
-        """``strategy name -> (plugin name, strategy class)``."""
+        """``strategy name -> (plugin name, strategy class)``: the electors."""
+        from .failover import FailoverAction
+
+        return {name: found for name, found in self._failover_classes().items()
+                if not issubclass(found[1], FailoverAction)}
+
+    def failover_actions(self) -> dict[str, tuple[str, Any]]:
+        """``key -> (plugin name, FailoverAction class)``: actions on transitions."""
+        from .failover import FailoverAction
+
+        return {name: found for name, found in self._failover_classes().items()
+                if issubclass(found[1], FailoverAction)}
+
+    def _failover_classes(self) -> dict[str, tuple[str, Any]]:
         return self._collect("tieline_failover_strategies", "failover strategy")
 
     def api_commands(self) -> dict[str, tuple[str, Any]]:

@@ -282,6 +282,7 @@ class _Loader:
         self.transports = plugins.transports()
         self.apis = plugins.client_apis()
         self.strategies = plugins.strategies()
+        self.failover_actions = plugins.failover_actions()
         self.blocks = plugins.settings_schemas()
         #: routers whose shape is valid (even if their driver block is not): for checking
         #: salvos and labels without repeating the router's own problems.
@@ -385,11 +386,23 @@ class _Loader:
                 )
             else:
                 cls = self.strategies[name][1]
-                if self.problems.schema(main, _closed(["strategy"], cls.settings_schema),
+                actions = [k for k in failover if k in self.failover_actions]
+                elector = {k: v for k, v in failover.items() if k not in actions}
+                if self.problems.schema(main, _closed(["strategy", *actions],
+                                                      cls.settings_schema),
                                         failover, ("failover",)):
-                    for key, message in cls.check(failover):
+                    for key, message in cls.check(elector):
                         self.problems.add(main, ("failover", key) if key in failover
                                           else ("failover",), message)
+                    for key in actions:
+                        action_cls = self.failover_actions[key][1]
+                        block = failover[key]
+                        if self.problems.schema(main, _closed([], action_cls.settings_schema),
+                                                block, ("failover", key)):
+                            for sub, message in action_cls.check(block):
+                                self.problems.add(main, ("failover", key, sub)
+                                                  if sub in block else ("failover", key),
+                                                  message)
                     key_file = failover.get("key", "cluster.key")
                     if "listen" in failover and not (self.folder / key_file).is_file():
                         self.problems.add(

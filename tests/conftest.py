@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from .etcdserver import EtcdServer, require_etcd
+
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
@@ -33,3 +35,18 @@ def settings_dir(tmp_path: Path):
         return write_settings(tmp_path / name, files)
 
     return make
+
+
+@pytest.fixture
+def etcd(tmp_path: Path):
+    """A real throwaway etcd (see tests/etcdserver.py), stopped and removed afterwards.
+
+    Skips when the etcd binary is missing, except with CI=true, where that fails the test.
+    """
+    require_etcd()
+    server = EtcdServer(log_path=tmp_path / "etcd.log")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

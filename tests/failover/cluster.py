@@ -81,6 +81,9 @@ class Proc:
 class Cluster:
     """An emulator and nodes 'a' (main) and 'b' (backup) by default."""
 
+    #: the ``failover`` keys every node gets unless the test gives others
+    failover_defaults: dict[str, Any] = {**FAST, "hold_down_s": 1}
+
     def __init__(self, root: Path, *, nodes: dict[str, str] | None = None,
                  failover: dict[str, Any] | None = None, destinations: int = 16,
                  router: dict[str, Any] | None = None, max_controllers: int | None = None,
@@ -91,7 +94,7 @@ class Cluster:
         #: the emulator's --max-controllers
         self.max_controllers = max_controllers
         self.roles = nodes or {"a": "main", "b": "backup"}
-        self.failover = {**FAST, "hold_down_s": 1, **(failover or {})}
+        self.failover = {**self.failover_defaults, **(failover or {})}
         self.destinations = destinations
         self.device_host = "127.0.0.1"
         self.device_port = free_port()
@@ -119,7 +122,6 @@ class Cluster:
         key_source = key or self.key
         (folder / "cluster.key").write_bytes(key_source.read_bytes())
         os.chmod(folder / "cluster.key", 0o600)
-        peers = [f"127.0.0.1:{p}" for n, p in self.peer_ports.items() if n != name]
         (folder / "tieline.json").write_text(json.dumps({
             "node": {"name": name, "role": self.roles[name]},
             "routers": [{"id": "studio", "driver": "simulator", "levels": ["video"],
@@ -130,8 +132,7 @@ class Cluster:
             "apis": [{"type": "websocket", "listen": f"127.0.0.1:{self.api_ports[name]}",
                       "heartbeat_timeout_ms": 600}],
             "auth": {"users_file": "users.json"},
-            "failover": {"strategy": "lease", "listen": f"127.0.0.1:{self.peer_ports[name]}",
-                         "peers": peers, "key": "cluster.key", **self.failover},
+            "failover": self.failover_block(name),
         }, indent=2))
         if not (folder / "users.json").exists():
             (folder / "users.json").write_text(json.dumps({"users": [
@@ -139,6 +140,12 @@ class Cluster:
                 {"name": "operator", "level": 2, "token_sha256": hash_token(OPERATOR_TOKEN)},
             ]}))
         return folder
+
+    def failover_block(self, name: str) -> dict[str, Any]:
+        """Node ``name``'s ``failover`` settings (the lease strategy over the peer link)."""
+        peers = [f"127.0.0.1:{p}" for n, p in self.peer_ports.items() if n != name]
+        return {"strategy": "lease", "listen": f"127.0.0.1:{self.peer_ports[name]}",
+                "peers": peers, "key": "cluster.key", **self.failover}
 
     # -- processes -----------------------------------------------------------------------
     def device_proc(self, *, command_log: bool = True) -> Proc:

@@ -1,0 +1,437 @@
+"""The etcd strategy: a leader lease in etcd elects exactly one active node among any number.
+
+etcd (a Raft cluster, three or five members in production) is the judge; tieline does not
+run a consensus of its own. Keys, under ``/tieline/<cluster>/``:
+
+* ``members/<node>``: each node's presence, ``{"node", "role", "api"}``, bound to the
+  node's **session lease** (``ttl_s``), renewed every third of it;
+* ``leader``: the active node, the same document, bound to the leader's session lease and
+  written with a transaction that succeeds only if the key does not exist. Its **create
+  revision is the epoch**: the fencing number every node and client checks (a client that
+  saw epoch N refuses a node announcing less);
+* ``handover``: a planned switch back in progress, naming the main, on the main's lease.
+
+Timing, all on the monotonic clock:
+
+* **The holder stops acting at its renew deadline**: the active node may act until
+  ``renew_deadline_ms`` (two thirds of the TTL by default) after it *sent* the last
+  keepalive etcd answered. etcd renews on receipt, after the send, so the key cannot expire
+  before ``send + ttl_s``: the old active has stopped acting, and demoted itself, before any
+  other node can create the key. A node partitioned from etcd therefore demotes before
+  another is promoted.
+* **The candidate waits for the key to go**: a standby watches the prefix and campaigns as
+  soon as the leader key is deleted (lease expired: at most ``ttl_s`` plus etcd's expiry
+  sweep, about 0.5 s, after the leader's last renewal; or revoked, at once, when the
+  leader stops cleanly) and only after it reaches every router itself.
+* At a cold start a backup waits one TTL before its first campaign so that a main started at
+  the same time wins.
+
+Switch back: a main that finds a backup active waits ``hold_down_s`` (``"switch_back":
+"auto"``) or for ``tieline failover switch-back`` (``"manual"``), then writes the handover
+key; the active backup drains its requests, demotes itself and deletes the leader key; the
+main, which other candidates let go first while the handover key lives, takes it.
+
+When etcd cannot be reached by anyone, no node is active: that is the price of "exactly
+one". Run etcd on three or five machines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import time
+from typing import Any, ClassVar
+
+from tieline.errors import Refused
+from tieline.failover import Role, State, Strategy
+
+from .client import EtcdClient, EtcdError, EtcdUnavailable, KeyValue, parse_endpoint
+
+log = logging.getLogger(__name__)
+
+ETCD_FAILURES = (EtcdError, EtcdUnavailable, TimeoutError, OSError)
+
+
+class EtcdStrategy(Strategy):
+    """Leader election in etcd (see the module docstring)."""
+
+    name: ClassVar[str] = "etcd"
+    settings_schema: ClassVar[dict[str, Any]] = {
+        "properties": {
+            "endpoints": {
+                "type": "array", "minItems": 1, "uniqueItems": True,
+                "items": {"type": "string", "pattern": "^http://[^/\\s]+(:[0-9]{1,5})?/?$"},
+                "description": "The etcd cluster's client URLs (http://HOST:PORT).",
+            },
+            "cluster": {
+                "type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$",
+                "default": "tieline",
+                "description": "Name of this tieline cluster: its keys are under "
+                               "/tieline/<cluster>/ (several clusters may share one etcd).",
+            },
+            "ttl_s": {
+                "type": "integer", "minimum": 1, "maximum": 60, "default": 2,
+                "description": "The session and leader lease, in seconds (etcd grants at "
+                               "least 1.5 × its election timeout: 2 s with its defaults).",
+            },
+            "renew_deadline_ms": {
+                "type": "integer", "minimum": 50, "maximum": 60000,
+                "description": "The active node stops acting this long after the last "
+                               "keepalive etcd answered (default: two thirds of ttl_s).",
+            },
+            "request_timeout_ms": {
+                "type": "integer", "minimum": 50, "maximum": 10000, "default": 500,
+                "description": "How long one call to etcd may take.",
+            },
+            "connect_timeout_ms": {
+                "type": "integer", "minimum": 100, "maximum": 60000, "default": 2000,
+                "description": "How long a candidate waits for its routers to come online.",
+            },
+            "advertise": {
+                "type": "string", "minLength": 1,
+                "description": "The WebSocket URL clients use to reach this node "
+                               "(default: from the first websocket API).",
+            },
+            "switch_back": {"enum": ["auto", "manual"], "default": "auto",
+                            "description": "When the main returns: take over again after "
+                                           "hold_down_s, or on tieline failover switch-back."},
+            "hold_down_s": {"type": "number", "minimum": 0, "maximum": 86400, "default": 60,
+                            "description": "How long a returning main waits before it "
+                                           "takes over again (switch_back auto)."},
+        },
+        "required": ["endpoints"],
+    }
+
+    @classmethod
+    def check(cls, options: dict[str, Any]) -> list[tuple[str, str]]:
+        problems = []
+        for url in options.get("endpoints", []):
+            try:
+                parse_endpoint(url)
+            except ValueError as exc:
+                problems.append(("endpoints", str(exc)))
+        ttl_ms = options.get("ttl_s", 2) * 1000
+        renew = options.get("renew_deadline_ms", ttl_ms * 2 // 3)
+        if renew >= ttl_ms:
+            problems.append(("renew_deadline_ms", f"expected renew_deadline_ms < ttl_s × 1000 "
+                                                  f"(the holder must stop before its lease "
+                                                  f"can expire); got {renew} and {ttl_ms}"))
+        return problems
+
+    def __init__(self, node: Any, options: dict[str, Any]) -> None:
+        super().__init__(node, options)
+        self.ttl_s = int(options.get("ttl_s", 2))
+        self.renew_s = options.get("renew_deadline_ms", self.ttl_s * 1000 * 2 // 3) / 1000
+        self.request_s = options.get("request_timeout_ms", 500) / 1000
+        self.connect_timeout_s = options.get("connect_timeout_ms", 2000) / 1000
+        self.auto_switch_back = options.get("switch_back", "auto") == "auto"
+        self.hold_down_s = float(options.get("hold_down_s", 60))
+        self.prefix = f"/tieline/{options.get('cluster', 'tieline')}/"
+        self.leader_key = self.prefix + "leader"
+        self.handover_key = self.prefix + "handover"
+        self.me = node.settings.node_name
+        self.member_key = f"{self.prefix}members/{self.me}"
+        self.role = node.settings.role
+        self.clock = node.failover.clock
+        self.client = EtcdClient(options["endpoints"],
+                                 connect_timeout_s=min(1.0, self.request_s * 2))
+        self.session: int | None = None  #: this node's session lease
+        self.renewed_at = -float("inf")  #: send time of the last keepalive etcd answered
+        self.my_epoch: int | None = None  #: the leader key's create revision while active
+        self.started_at = self.clock()
+        self.seen_leader = False
+        self.standby_since: float | None = None  #: a main following a backup, since
+        self.switch_back_asked = False  #: a manual switch back was asked for
+        self._wake = asyncio.Event()
+        self._problems: set[str] = set()
+
+    # -- helpers ---------------------------------------------------------------------------
+    @property
+    def failover(self) -> Any:
+        return self.node.failover
+
+    @property
+    def active(self) -> bool:
+        return self.failover.status.state is State.ACTIVE
+
+    def _document(self) -> bytes:
+        return json.dumps({"node": self.me, "role": str(self.role),
+                           "api": self.node.api_urls()}).encode()
+
+    @staticmethod
+    def _read(kv: KeyValue) -> dict[str, Any]:
+        try:
+            data = json.loads(kv.value)
+        except ValueError:
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _problem(self, key: str, level: int, text: str) -> None:
+        """Log a problem once until it clears (:meth:`_cleared`)."""
+        if key not in self._problems:
+            self._problems.add(key)
+            log.log(level, "%s", text)
+
+    def _cleared(self, key: str, text: str | None = None) -> None:
+        if key in self._problems:
+            self._problems.discard(key)
+            if text:
+                log.warning("%s", text)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def run(self) -> None:
+        self.failover.update(epoch=0)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._keepalive_loop(), name="etcd keepalive")
+                tg.create_task(self._control_loop(), name="etcd election")
+        finally:
+            if self.active:
+                await self._demote("tieline is stopping")
+
+    async def close(self) -> None:
+        """Give the role and the session up at once, so that another node need not wait for
+        the lease to expire."""
+        if self.session is not None:
+            try:
+                await self.client.revoke(self.session, timeout=self.request_s)
+                log.info("left the etcd election (session lease revoked)")
+            except ETCD_FAILURES as exc:
+                log.warning("could not revoke the etcd session lease (%s); it expires in "
+                            "%d s", exc, self.ttl_s)
+            self.session = None
+        await self.client.close()
+
+    # -- the session ------------------------------------------------------------------------
+    async def _open_session(self) -> None:
+        sent = self.clock()
+        lease, granted = await self.client.grant(self.ttl_s, timeout=self.request_s)
+        if granted < self.renew_s:
+            log.warning("etcd granted a %d s lease, shorter than renew_deadline_ms", granted)
+        await self.client.put(self.member_key, self._document(), lease=lease,
+                              timeout=self.request_s)
+        self.session, self.renewed_at = lease, sent
+        self._cleared("etcd", f"etcd reachable again ({self.client.endpoints[0]} …)")
+
+    async def _keepalive_loop(self) -> None:
+        """Renew the session every third of the TTL; demote at the renew deadline."""
+        interval = self.ttl_s / 3
+        while True:
+            if self.session is not None:
+                sent = self.clock()
+                try:
+                    ttl = await self.client.keepalive(
+                        self.session, timeout=min(self.request_s, interval))
+                except ETCD_FAILURES as exc:
+                    self._problem("etcd", logging.WARNING,
+                                  f"etcd unreachable ({exc}); "
+                                  + ("this node stops acting "
+                                     f"{self.renew_s * 1000:.0f} ms after its last renewal"
+                                     if self.active else "retrying"))
+                else:
+                    if ttl > 0:
+                        self.renewed_at = sent
+                        if self.active:
+                            self.failover.fence_until = sent + self.renew_s
+                        self._cleared("etcd", "etcd reachable again")
+                    else:
+                        log.warning("the etcd session lease is gone (it expired): "
+                                    "this node is not a candidate until it has a new one")
+                        self.session = None
+                        self._wake.set()
+                if self.active and self.clock() >= self.renewed_at + self.renew_s:
+                    await self._demote("the leader lease could not be renewed before its "
+                                       f"deadline ({self.renew_s * 1000:.0f} ms)")
+            delay = interval if self.session is not None and self._renewed_recently() \
+                else min(interval, 0.1)
+            await asyncio.sleep(delay)
+
+    def _renewed_recently(self) -> bool:
+        return self.clock() - self.renewed_at < self.ttl_s / 3 * 1.5
+
+    # -- the election ------------------------------------------------------------------------
+    async def _control_loop(self) -> None:
+        while True:
+            try:
+                if self.session is None:
+                    await self._open_session()
+                revision = await self._evaluate()
+            except ETCD_FAILURES as exc:
+                self._problem("etcd", logging.WARNING, f"etcd unreachable ({exc}); retrying")
+                await asyncio.sleep(min(self.ttl_s / 3, 0.5))
+                continue
+            await self._wait_for_change(revision)
+
+    async def _wait_for_change(self, revision: int) -> None:
+        """Until a key under the prefix changes after ``revision``, a third of the TTL
+        passes (timers), or something here asks (:attr:`_wake`)."""
+        self._wake.clear()
+
+        async def watch() -> None:
+            async for _event in self.client.watch(self.prefix, revision + 1, prefix=True):
+                return
+
+        watcher = asyncio.create_task(watch())
+        waker = asyncio.create_task(self._wake.wait())
+        try:
+            await asyncio.wait({watcher, waker}, timeout=self.ttl_s / 3,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (watcher, waker):
+                task.cancel()
+            await asyncio.gather(watcher, waker, return_exceptions=True)
+
+    async def _evaluate(self) -> int:
+        """Look at the keys and act once; returns the revision seen."""
+        kvs, revision = await self.client.get_prefix(self.prefix, timeout=self.request_s)
+        keys = {kv.key: kv for kv in kvs}
+        main = next((self._read(kv) for kv in kvs if kv.key.startswith(self.prefix + "members/")
+                     and self._read(kv).get("role") == "main"), None)
+        main_url = (main.get("api") or [None])[0] if main else None
+        if self.role is Role.BACKUP and main_url and self.failover.status.main != main_url:
+            self.failover.update(main=main_url)
+        leader = keys.get(self.leader_key)
+        handover = keys.get(self.handover_key)
+        handover_to = self._read(handover).get("node") if handover else None
+
+        if self.active:
+            if leader is None or leader.create_revision != self.my_epoch:
+                await self._demote("the leader key is no longer ours")
+            elif handover_to and handover_to != self.me:
+                await self._release(leader, handover_to)
+                return revision
+            else:
+                return revision
+        if leader is not None:
+            self._follow(leader)
+            if self.role is Role.MAIN and self._read(leader).get("role") != "main":
+                await self._maybe_switch_back(handover_to)
+            return revision
+        # no leader: campaign, unless a handover reserves the role for another node, or a
+        # backup at a cold start gives a main started with it the first chance
+        self.standby_since = None
+        if self.failover.status.active is not None:
+            self.failover.update(active=None)
+        if handover_to and handover_to != self.me:
+            return revision
+        if (self.role is Role.BACKUP and not self.seen_leader
+                and self.clock() - self.started_at < self.ttl_s):
+            return revision
+        await self._campaign()
+        return revision
+
+    def _follow(self, leader: KeyValue) -> None:
+        self.seen_leader = True
+        data = self._read(leader)
+        url = (data.get("api") or [None])[0] or data.get("node")
+        if (self.failover.status.active, self.failover.status.epoch) != (url, leader.create_revision):
+            self.failover.update(active=url, epoch=leader.create_revision)
+        self._cleared("candidacy")
+
+    async def _campaign(self) -> None:
+        if not await self.node.connect_all_links(self.connect_timeout_s):
+            offline = sorted(r for r, rt in self.node.routing.routers.items()
+                             if not rt.state.online)
+            self._problem("candidacy", logging.WARNING,
+                          "not taking over: this node does not reach every router (offline: "
+                          f"{', '.join(offline)}); trying again")
+            return
+        session = self.session
+        if session is None or self.clock() >= self.renewed_at + self.renew_s:
+            return  # no fresh session: it could expire before we would stop acting
+        created, holder, revision = await self.client.create(
+            self.leader_key, self._document(), session, timeout=self.request_s)
+        if not created:
+            if holder is not None:
+                self._follow(holder)
+            return
+        self._cleared("candidacy")
+        self.my_epoch = revision
+        self.failover.fence_until = self.renewed_at + self.renew_s
+        self.failover.update(state=State.ACTIVE, epoch=revision, active=None)
+        log.warning("this node is now active (epoch %d, the etcd leader key's revision)",
+                    revision)
+        try:  # a handover that named this node is complete
+            kv, _ = await self.client.get(self.handover_key, timeout=self.request_s)
+            if kv is not None and self._read(kv).get("node") == self.me:
+                await self.client.delete_if(self.handover_key, kv.create_revision,
+                                            timeout=self.request_s)
+        except ETCD_FAILURES as exc:
+            log.warning("could not clear the handover key (%s); it expires with its lease",
+                        exc)
+
+    async def _demote(self, why: str) -> None:
+        if not self.active:
+            return
+        self.failover.fence_until = None
+        self.my_epoch = None
+        self.failover.update(state=State.STANDBY, active=None)
+        log.warning("this node is now standby: %s", why)
+        await self.node.close_cold_links()
+        self._wake.set()
+
+    # -- switch back ---------------------------------------------------------------------
+    async def _maybe_switch_back(self, handover_to: str | None) -> None:
+        now = self.clock()
+        self.standby_since = self.standby_since or now
+        due = self.switch_back_asked or (self.auto_switch_back
+                                         and now - self.standby_since >= self.hold_down_s)
+        if not due or handover_to == self.me or self.session is None:
+            return
+        if not await self.node.connect_all_links(self.connect_timeout_s, cold=False):
+            self._problem("switch back", logging.WARNING,
+                          "switch back postponed: this node does not reach every router")
+            return
+        self._cleared("switch back")
+        await self._ask_handover(self.me)
+        self.switch_back_asked = False
+        log.warning("switch back: asked the active backup to hand over")
+
+    async def _ask_handover(self, to: str) -> None:
+        """Write the handover key naming ``to``, on a lease of its own that is never renewed:
+        should ``to`` not take the role, the reservation lapses and any node may."""
+        lapse = math.ceil(self.connect_timeout_s + 2 * self.ttl_s)
+        lease, _ = await self.client.grant(lapse, timeout=self.request_s)
+        await self.client.put(self.handover_key, json.dumps({"node": to}).encode(),
+                              lease=lease, timeout=self.request_s)
+
+    async def _release(self, leader: KeyValue, to: str) -> None:
+        """On the active node: drain, demote, delete the leader key (a planned handover)."""
+        log.warning("handing over to '%s' (switch back)", to)
+        self.failover.draining = True
+        try:
+            if not await self.node.routing.drain(self.renew_s):
+                log.warning("handover: requests still in flight after %.1f s", self.renew_s)
+            await self._demote(f"handed over to '{to}'")
+        finally:
+            self.failover.draining = False
+        await self.client.delete_if(self.leader_key, leader.create_revision,
+                                    timeout=self.request_s)
+
+    async def switch_back(self) -> dict[str, Any]:
+        """``tieline failover switch-back``, on any node: the main takes the role back."""
+        kvs, _ = await self.client.get_prefix(self.prefix + "members/", timeout=self.request_s)
+        main = next((self._read(kv) for kv in kvs if self._read(kv).get("role") == "main"),
+                    None)
+        if main is None:
+            raise Refused("no main is registered in etcd: start the main first; it takes "
+                          "the role back from there")
+        url = (main.get("api") or [None])[0]
+        if self.role is Role.MAIN:
+            if self.active:
+                return {"switched": False, "reason": "the main is already active"}
+            self.switch_back_asked = True
+            self._wake.set()
+        else:
+            await self._ask_handover(str(main.get("node")))
+            self._wake.set()
+        deadline = time.monotonic() + self.connect_timeout_s + 3 * self.ttl_s
+        while time.monotonic() < deadline:
+            status = self.failover.status
+            if (self.role is Role.MAIN and self.active) or (
+                    self.role is not Role.MAIN and status.active == url):
+                return {"switched": True, "epoch": status.epoch}
+            await asyncio.sleep(0.05)
+        return {"switched": False, "reason": "the main did not take the role in time"}

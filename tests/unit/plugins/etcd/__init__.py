@@ -1,0 +1,1 @@
+"""Unit tests of the etcd plugin (no etcd needed)."""
