@@ -3,11 +3,9 @@ privilege, and the address added and removed on a real interface in a namespace.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import uuid
