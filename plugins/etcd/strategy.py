@@ -54,6 +54,11 @@ log = logging.getLogger(__name__)
 ETCD_FAILURES = (EtcdError, EtcdUnavailable, TimeoutError, OSError)
 
 
+def _describe(exc: BaseException) -> str:
+    return str(exc) or ("no answer in time" if isinstance(exc, TimeoutError)
+                        else type(exc).__name__)
+
+
 class EtcdStrategy(Strategy):
     """Leader election in etcd (see the module docstring)."""
 
@@ -186,6 +191,7 @@ class EtcdStrategy(Strategy):
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._keepalive_loop(), name="etcd keepalive")
+                tg.create_task(self._deadline_loop(), name="etcd renew deadline")
                 tg.create_task(self._control_loop(), name="etcd election")
         finally:
             if self.active:
@@ -200,7 +206,7 @@ class EtcdStrategy(Strategy):
                 log.info("left the etcd election (session lease revoked)")
             except ETCD_FAILURES as exc:
                 log.warning("could not revoke the etcd session lease (%s); it expires in "
-                            "%d s", exc, self.ttl_s)
+                            "%d s", _describe(exc), self.ttl_s)
             self.session = None
         await self.client.close()
 
@@ -226,7 +232,7 @@ class EtcdStrategy(Strategy):
                         self.session, timeout=min(self.request_s, interval))
                 except ETCD_FAILURES as exc:
                     self._problem("etcd", logging.WARNING,
-                                  f"etcd unreachable ({exc}); "
+                                  f"etcd unreachable ({_describe(exc)}); "
                                   + ("this node stops acting "
                                      f"{self.renew_s * 1000:.0f} ms after its last renewal"
                                      if self.active else "retrying"))
@@ -248,6 +254,16 @@ class EtcdStrategy(Strategy):
                 else min(interval, 0.1)
             await asyncio.sleep(delay)
 
+    async def _deadline_loop(self) -> None:
+        """Demote at the renew deadline itself, whatever etcd call is still pending (under
+        silent packet loss a keepalive waits its whole timeout)."""
+        while True:
+            left = self.renewed_at + self.renew_s - self.clock()
+            if self.active and left <= 0:
+                await self._demote("the leader lease could not be renewed before its "
+                                   f"deadline ({self.renew_s * 1000:.0f} ms)")
+            await asyncio.sleep(left if self.active and left > 0 else 0.05)
+
     def _renewed_recently(self) -> bool:
         return self.clock() - self.renewed_at < self.ttl_s / 3 * 1.5
 
@@ -259,7 +275,11 @@ class EtcdStrategy(Strategy):
                     await self._open_session()
                 revision = await self._evaluate()
             except ETCD_FAILURES as exc:
-                self._problem("etcd", logging.WARNING, f"etcd unreachable ({exc}); retrying")
+                self._problem("etcd", logging.WARNING,
+                              f"etcd unreachable ({_describe(exc)}); "
+                              + ("this node stops acting "
+                                 f"{self.renew_s * 1000:.0f} ms after its last renewal"
+                                 if self.active else "retrying"))
                 await asyncio.sleep(min(self.ttl_s / 3, 0.5))
                 continue
             await self._wait_for_change(revision)

@@ -1,9 +1,11 @@
 """The virtual IP: the active node holds one address that clients use, whichever node it is.
 
 On becoming active the node adds the address to the interface (netlink, through pyroute2)
-and announces it with gratuitous ARP (one at once, then ``garp_repeat`` more, ``
-garp_interval_ms`` apart, as keepalived does); on demotion, at stop, and at start (a node
-killed with the address still on its interface) it removes it. It combines with any elector:
+and announces it with gratuitous ARP (one at once, then ``garp_repeat`` more,
+``garp_interval_ms`` apart, as keepalived does); on demotion, at stop, and at start it
+removes it. The address carries a kernel lifetime (``lifetime_s``) that the node refreshes
+while it may act: a node killed with SIGKILL, frozen, or fenced loses it by itself, so its
+kernel stops answering ARP for it. It combines with any elector:
 ``"failover": {"strategy": "etcd", …, "vip": {"address": "10.0.0.100/24",
 "interface": "eth0"}}``.
 
@@ -57,6 +59,10 @@ class VirtualIp(FailoverAction):
             "garp_interval_ms": {"type": "integer", "minimum": 10, "maximum": 60000,
                                  "default": 200,
                                  "description": "Pause between gratuitous ARPs."},
+            "lifetime_s": {"type": "integer", "minimum": 1, "maximum": 3600, "default": 3,
+                           "description": "The kernel removes the address this long after "
+                                          "the node last refreshed it, so that a node that "
+                                          "died or froze does not keep it."},
         },
         "required": ["address", "interface"],
     }
@@ -83,7 +89,9 @@ class VirtualIp(FailoverAction):
         self.interface = options["interface"]
         self.garp_repeat = int(options.get("garp_repeat", 2))
         self.garp_interval_s = options.get("garp_interval_ms", 200) / 1000
+        self.lifetime_s = int(options.get("lifetime_s", 3))
         self._announcer: asyncio.Task[None] | None = None
+        self._refresher: asyncio.Task[None] | None = None
 
     def describe(self) -> str:
         return f"{self.address}/{self.prefixlen} on {self.interface}"
@@ -109,32 +117,54 @@ class VirtualIp(FailoverAction):
 
     # -- transitions -----------------------------------------------------------------------
     async def activate(self) -> None:
-        await self._netlink("add")
+        await self._netlink("replace", lifetime=self.lifetime_s)
         log.warning("virtual IP %s claimed", self.describe())
-        self._stop_announcing()
+        self._stop_tasks()
         self._announcer = asyncio.create_task(self._announce(), name="vip announce")
+        self._refresher = asyncio.create_task(self._refresh(), name="vip refresh")
 
     async def deactivate(self) -> None:
-        self._stop_announcing()
+        self._stop_tasks()
         if await self._netlink("del"):
             log.warning("virtual IP %s released", self.describe())
 
-    def _stop_announcing(self) -> None:
-        if self._announcer is not None:
-            self._announcer.cancel()
-            self._announcer = None
+    def _stop_tasks(self) -> None:
+        for task in (self._announcer, self._refresher):
+            if task is not None:
+                task.cancel()
+        self._announcer = self._refresher = None
 
-    async def _netlink(self, command: str) -> bool:
-        """Add or delete the address; whether it changed anything."""
+    def _fenced(self) -> bool:
+        """Whether the node may not act now (its lease was not renewed in time)."""
+        failover = getattr(self.node, "failover", None)
+        fence = getattr(failover, "fence_until", None)
+        return fence is not None and failover.clock() > fence
+
+    async def _refresh(self) -> None:
+        """Renew the address's lifetime while the node may act; a node that stops acting
+        (fenced, frozen, killed) loses the address within ``lifetime_s``."""
+        while True:
+            await asyncio.sleep(self.lifetime_s / 3)
+            if self._fenced():
+                continue
+            try:
+                await self._netlink("replace", lifetime=self.lifetime_s)
+            except TielineError as exc:
+                log.error("%s", exc)
+
+    async def _netlink(self, command: str, *, lifetime: int | None = None) -> bool:
+        """Add (``replace``) or delete the address; whether it changed anything."""
         from pyroute2 import AsyncIPRoute, NetlinkError
 
         async with AsyncIPRoute() as ipr:
             links = await ipr.link_lookup(ifname=self.interface)
             if not links:
                 raise TielineError(f"vip: interface '{self.interface}' is gone")
+            extra = {} if lifetime is None else {"valid_lft": lifetime,
+                                                 "preferred_lft": lifetime}
             try:
                 await ipr.addr(command, index=links[0], address=self.address,
-                               prefixlen=self.prefixlen)
+                               prefixlen=self.prefixlen, **extra)
             except NetlinkError as exc:
                 if (command, exc.code) in (("add", errno.EEXIST),
                                            ("del", errno.EADDRNOTAVAIL)):

@@ -127,9 +127,9 @@ class Cluster:
             "routers": [{"id": "studio", "driver": "simulator", "levels": ["video"],
                          "sources": 16, "destinations": self.destinations,
                          "confirm_timeout_ms": 2000, "label_store": "settings",
-                         "transport": {"type": "tcp", "host": "127.0.0.1",
+                         "transport": {"type": "tcp", "host": self.device_host,
                                        "port": self.device_port}, **self.router_options}],
-            "apis": [{"type": "websocket", "listen": f"127.0.0.1:{self.api_ports[name]}",
+            "apis": [{"type": "websocket", "listen": self.api_listen(name),
                       "heartbeat_timeout_ms": 600}],
             "auth": {"users_file": "users.json"},
             "failover": self.failover_block(name),
@@ -140,6 +140,10 @@ class Cluster:
                 {"name": "operator", "level": 2, "token_sha256": hash_token(OPERATOR_TOKEN)},
             ]}))
         return folder
+
+    def api_listen(self, name: str) -> str:
+        """Where node ``name``'s WebSocket API listens."""
+        return f"127.0.0.1:{self.api_ports[name]}"
 
     def failover_block(self, name: str) -> dict[str, Any]:
         """Node ``name``'s ``failover`` settings (the lease strategy over the peer link)."""
@@ -202,10 +206,15 @@ class Cluster:
         return "\n".join(f"===== {n}\n{p.output()[-6000:]}" for n, p in self.procs.items())
 
     # -- the device ----------------------------------------------------------------------
+    async def open_device_connection(self) -> tuple[asyncio.StreamReader,
+                                                    asyncio.StreamWriter]:
+        """A connection to the emulator from the test process."""
+        return await asyncio.open_connection(self.device_host, self.device_port)
+
     async def device_crosspoints(self) -> dict[int, int]:
         """The emulator's level-0 crosspoints now (0-based destination -> source), read with
         the simulator protocol by hand."""
-        reader, writer = await asyncio.open_connection(self.device_host, self.device_port)
+        reader, writer = await self.open_device_connection()
         writer.write(b"HELLO 1\nDUMP\n")
         await writer.drain()
         state: dict[int, int] = {}
@@ -268,13 +277,17 @@ async def wait_for(predicate: Any, timeout: float, what: str, interval: float = 
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
-async def status_of(url: str, token: str = ADMIN_TOKEN) -> dict[str, Any] | None:
-    """One node's own status over a plain WebSocket (no client failover), or None."""
+async def status_of(url: str, token: str = ADMIN_TOKEN, *,
+                    sock: Any = None) -> dict[str, Any] | None:
+    """One node's own status over a plain WebSocket (no client failover), or None.
+
+    :param sock: an already connected socket to use (one made in another namespace).
+    """
     from websockets.asyncio.client import connect
 
     try:
         async with asyncio.timeout(2):
-            async with connect(url, proxy=None, compression=None) as ws:
+            async with connect(url, sock=sock, proxy=None, compression=None) as ws:
                 await ws.recv()  # the server's hello
                 await ws.send(json.dumps({"type": "hello", "id": 1, "protocol": 1,
                                           "token": token}))

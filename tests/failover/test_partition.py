@@ -17,18 +17,15 @@ every packet (a half-open link).
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tieline.auth import hash_token
 from tieline.client import Client, ConnectionLost
 
 from .cluster import (
-    ADMIN_TOKEN,
     OPERATOR_TOKEN,
     Cluster,
     free_port,
@@ -55,33 +52,14 @@ class NetnsCluster(Cluster):
     def url(self, name: str) -> str:
         return f"ws://{self.net.api_address(name)}:{API_PORT}"
 
-    def write_settings(self, name: str, *, key: Path | None = None) -> Path:
-        folder = self.folder(name)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "cluster.key").write_bytes((key or self.key).read_bytes())
-        os.chmod(folder / "cluster.key", 0o600)
+    def api_listen(self, name: str) -> str:
+        return f"{self.net.api_address(name)}:{API_PORT}"
+
+    def failover_block(self, name: str) -> dict[str, Any]:
         peers = [f"{self.net.peer_address(n)}:{PEER_PORT}" for n in self.roles if n != name]
-        (folder / "tieline.json").write_text(json.dumps({
-            "node": {"name": name, "role": self.roles[name]},
-            "routers": [{"id": "studio", "driver": "simulator", "levels": ["video"],
-                         "sources": 16, "destinations": self.destinations,
-                         "confirm_timeout_ms": 2000, "label_store": "settings",
-                         "transport": {"type": "tcp", "host": self.device_host,
-                                       "port": self.device_port}, **self.router_options}],
-            "apis": [{"type": "websocket", "listen": f"{self.net.api_address(name)}:{API_PORT}",
-                      "heartbeat_timeout_ms": 600}],
-            "auth": {"users_file": "users.json"},
-            "failover": {"strategy": "lease",
-                         "listen": f"{self.net.peer_address(name)}:{PEER_PORT}",
-                         "peers": peers, "key": "cluster.key", "advertise": self.url(name),
-                         **self.failover},
-        }, indent=2))
-        if not (folder / "users.json").exists():
-            (folder / "users.json").write_text(json.dumps({"users": [
-                {"name": "admin", "level": 3, "token_sha256": hash_token(ADMIN_TOKEN)},
-                {"name": "operator", "level": 2, "token_sha256": hash_token(OPERATOR_TOKEN)},
-            ]}))
-        return folder
+        return {"strategy": "lease", "listen": f"{self.net.peer_address(name)}:{PEER_PORT}",
+                "peers": peers, "key": "cluster.key", "advertise": self.url(name),
+                **self.failover}
 
     def node_args(self, name: str, folder: Path) -> list[str]:
         # `ip netns exec` execs the command: the process is tieline itself (signals reach it)

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-BUNDLED = {"simulator", "websocket_api", "videohub", "swp08", "extron_sis", "lease", "peer_sync"}
+BUNDLED = {"simulator", "websocket_api", "videohub", "swp08", "extron_sis", "lease", "peer_sync",
+           "etcd", "vip"}
 
 pytestmark = pytest.mark.packaging
 

@@ -152,5 +152,6 @@ asyncio.run(main())
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert "10.250.0.100/24" in out["shown"]
+    assert "valid_lft 3sec" in out["shown"]  # the kernel drops it unless refreshed
     assert "10.250.0.100" not in out["after"]
     assert out["frames"][:3] == [[1, "10.250.0.100", "10.250.0.100"]] * 3
