@@ -328,6 +328,31 @@ class EtcdClient:
         answer = await self.call("/v3/kv/deleterange", {"key": b64(key)}, timeout=timeout)
         return int(answer.get("deleted", 0))
 
+    async def put_if_created(self, guard: str, create_revision: int, key: str, value: bytes,
+                             lease: int, *, timeout: float) -> bool:
+        """Put ``key`` (on ``lease``) only while ``guard`` is the key created at
+        ``create_revision``; whether it was put."""
+        answer = await self.call("/v3/kv/txn", {
+            "compare": [{"key": b64(guard), "target": "CREATE", "result": "EQUAL",
+                         "create_revision": str(create_revision)}],
+            "success": [{"request_put": {"key": b64(key), "value": b64(value),
+                                         "lease": str(lease)}}],
+        }, timeout=timeout)
+        return bool(answer.get("succeeded"))
+
+    async def delete_if_stale(self, key: str, create_revision: int, beat: str,
+                              beat_revision: int, *, timeout: float) -> bool:
+        """Delete ``key`` if it is still the one created at ``create_revision`` and ``beat``
+        was not modified since ``beat_revision`` (0: ``beat`` does not exist)."""
+        answer = await self.call("/v3/kv/txn", {
+            "compare": [{"key": b64(key), "target": "CREATE", "result": "EQUAL",
+                         "create_revision": str(create_revision)},
+                        {"key": b64(beat), "target": "MOD", "result": "EQUAL",
+                         "mod_revision": str(beat_revision)}],
+            "success": [{"request_delete_range": {"key": b64(key)}}],
+        }, timeout=timeout)
+        return bool(answer.get("succeeded"))
+
     async def delete_if(self, key: str, create_revision: int, *, timeout: float) -> bool:
         """Delete ``key`` if it is still the one created at ``create_revision``."""
         answer = await self.call("/v3/kv/txn", {

@@ -13,16 +13,20 @@ run a consensus of its own. Keys, under ``/tieline/<cluster>/``:
 
 Timing, all on the monotonic clock:
 
-* **The holder stops acting at its renew deadline**: the active node may act until
-  ``renew_deadline_ms`` (two thirds of the TTL by default) after it *sent* the last
-  keepalive etcd answered. etcd renews on receipt, after the send, so the key cannot expire
-  before ``send + ttl_s``: the old active has stopped acting, and demoted itself, before any
-  other node can create the key. A node partitioned from etcd therefore demotes before
-  another is promoted.
-* **The candidate waits for the key to go**: a standby watches the prefix and campaigns as
-  soon as the leader key is deleted (lease expired: at most ``ttl_s`` plus etcd's expiry
-  sweep, about 0.5 s, after the leader's last renewal; or revoked, at once, when the
-  leader stops cleanly) and only after it reaches every router itself.
+* **The holder proves it holds the role** every ``heartbeat_ms``: a transaction puts the
+  ``beat`` key only while the leader key is still the one it created (refused: it demotes).
+* **The holder stops acting at its renew deadline**: ``renew_deadline_ms`` after it *sent*
+  its last accepted proof, and two thirds of ``ttl_s`` after it sent its last answered
+  keepalive (etcd renews on receipt, after the send, so the key cannot expire before
+  ``send + ttl_s``), whichever comes first. A node partitioned from etcd, or frozen,
+  therefore stops, and demotes itself, before another can be promoted.
+* **The candidate waits a full lease**: a standby that has not seen the proof change for
+  ``lease_ms`` (> renew deadline) on its own clock deletes the leader key, with a
+  transaction that fails if the key or the proof changed meanwhile (Kubernetes' leader
+  election, with etcd's transaction as the judge), and campaigns, only once it reaches
+  every router itself. Otherwise it campaigns as soon as the key goes (expired: at most
+  ``ttl_s`` plus etcd's expiry sweep, about 0.5 s; revoked at once when the holder stops
+  cleanly).
 * At a cold start a backup waits one TTL before its first campaign so that a main started at
   the same time wins.
 
@@ -86,6 +90,18 @@ class EtcdStrategy(Strategy):
                 "description": "The active node stops acting this long after the last "
                                "keepalive etcd answered (default: two thirds of ttl_s).",
             },
+            "heartbeat_ms": {
+                "type": "integer", "minimum": 20, "maximum": 10000,
+                "description": "How often the active node proves in etcd that it still holds "
+                               "the role (a transaction on the leader key; default: a sixth "
+                               "of ttl_s).",
+            },
+            "lease_ms": {
+                "type": "integer", "minimum": 100, "maximum": 120000,
+                "description": "A standby deposes an active node whose proof it has not seen "
+                               "change for this long (default: ttl_s); the key's expiry "
+                               "(ttl_s plus etcd's sweep) is the other way out.",
+            },
             "request_timeout_ms": {
                 "type": "integer", "minimum": 50, "maximum": 10000, "default": 500,
                 "description": "How long one call to etcd may take.",
@@ -119,16 +135,24 @@ class EtcdStrategy(Strategy):
                 problems.append(("endpoints", str(exc)))
         ttl_ms = options.get("ttl_s", 2) * 1000
         renew = options.get("renew_deadline_ms", ttl_ms * 2 // 3)
+        heartbeat = options.get("heartbeat_ms", ttl_ms // 6)
+        lease = options.get("lease_ms", ttl_ms)
         if renew >= ttl_ms:
             problems.append(("renew_deadline_ms", f"expected renew_deadline_ms < ttl_s × 1000 "
                                                   f"(the holder must stop before its lease "
                                                   f"can expire); got {renew} and {ttl_ms}"))
+        if not heartbeat * 2 <= renew < lease:
+            problems.append(("lease_ms", f"expected heartbeat_ms × 2 ≤ renew_deadline_ms < "
+                                         f"lease_ms (the holder must stop before a standby "
+                                         f"may depose it); got {heartbeat} / {renew} / {lease}"))
         return problems
 
     def __init__(self, node: Any, options: dict[str, Any]) -> None:
         super().__init__(node, options)
         self.ttl_s = int(options.get("ttl_s", 2))
         self.renew_s = options.get("renew_deadline_ms", self.ttl_s * 1000 * 2 // 3) / 1000
+        self.heartbeat_s = options.get("heartbeat_ms", self.ttl_s * 1000 // 6) / 1000
+        self.lease_s = options.get("lease_ms", self.ttl_s * 1000) / 1000
         self.request_s = options.get("request_timeout_ms", 500) / 1000
         self.connect_timeout_s = options.get("connect_timeout_ms", 2000) / 1000
         self.auto_switch_back = options.get("switch_back", "auto") == "auto"
@@ -136,6 +160,7 @@ class EtcdStrategy(Strategy):
         self.prefix = f"/tieline/{options.get('cluster', 'tieline')}/"
         self.leader_key = self.prefix + "leader"
         self.handover_key = self.prefix + "handover"
+        self.beat_key = self.prefix + "beat"
         self.me = node.settings.node_name
         self.member_key = f"{self.prefix}members/{self.me}"
         self.role = node.settings.role
@@ -144,6 +169,10 @@ class EtcdStrategy(Strategy):
                                  connect_timeout_s=min(1.0, self.request_s * 2))
         self.session: int | None = None  #: this node's session lease
         self.renewed_at = -float("inf")  #: send time of the last keepalive etcd answered
+        self.beat_at = -float("inf")  #: send time of the last proof etcd accepted (active)
+        #: standby: the (leader, proof) revisions last seen, and when they were first seen
+        self.beat_seen: tuple[int, int] | None = None
+        self.beat_seen_at = -float("inf")
         self.my_epoch: int | None = None  #: the leader key's create revision while active
         self.started_at = self.clock()
         self.seen_leader = False
@@ -192,6 +221,7 @@ class EtcdStrategy(Strategy):
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._keepalive_loop(), name="etcd keepalive")
                 tg.create_task(self._deadline_loop(), name="etcd renew deadline")
+                tg.create_task(self._beat_loop(), name="etcd leader proof")
                 tg.create_task(self._control_loop(), name="etcd election")
         finally:
             if self.active:
@@ -239,26 +269,54 @@ class EtcdStrategy(Strategy):
                 else:
                     if ttl > 0:
                         self.renewed_at = sent
-                        if self.active:
-                            self.failover.fence_until = sent + self.renew_s
+                        self._move_fence()
                         self._cleared("etcd", "etcd reachable again")
                     else:
                         log.warning("the etcd session lease is gone (it expired): "
                                     "this node is not a candidate until it has a new one")
                         self.session = None
                         self._wake.set()
-                if self.active and self.clock() >= self.renewed_at + self.renew_s:
-                    await self._demote("the leader lease could not be renewed before its "
-                                       f"deadline ({self.renew_s * 1000:.0f} ms)")
             delay = interval if self.session is not None and self._renewed_recently() \
                 else min(interval, 0.1)
             await asyncio.sleep(delay)
+
+    def _deadline(self) -> float:
+        """When the active node must have stopped acting: ``renew_deadline_ms`` after its
+        last accepted proof (a standby may depose it ``lease_ms`` after it), and two thirds
+        of ``ttl_s`` after its last answered keepalive (its key may expire ``ttl_s`` after
+        it), whichever comes first."""
+        return min(self.beat_at + self.renew_s, self.renewed_at + self.ttl_s * 2 / 3)
+
+    def _move_fence(self) -> None:
+        if self.active:
+            self.failover.fence_until = self._deadline()
+
+    async def _beat_loop(self) -> None:
+        """While active: every heartbeat, put the proof key, only while the leader key is
+        still ours. A refusal means it is gone: demote at once."""
+        while True:
+            epoch, session = self.my_epoch, self.session
+            if self.active and epoch is not None and session is not None:
+                sent = self.clock()
+                try:
+                    ours = await self.client.put_if_created(
+                        self.leader_key, epoch, self.beat_key, str(epoch).encode(), session,
+                        timeout=min(self.request_s, self.renew_s))
+                except ETCD_FAILURES:
+                    pass  # the deadline loop demotes when it is due; logged by keepalive
+                else:
+                    if not ours and self.my_epoch == epoch:
+                        await self._demote("the leader key is no longer ours")
+                    elif ours and self.my_epoch == epoch:
+                        self.beat_at = max(self.beat_at, sent)
+                        self._move_fence()
+            await asyncio.sleep(self.heartbeat_s)
 
     async def _deadline_loop(self) -> None:
         """Demote at the renew deadline itself, whatever etcd call is still pending (under
         silent packet loss a keepalive waits its whole timeout)."""
         while True:
-            left = self.renewed_at + self.renew_s - self.clock()
+            left = self._deadline() - self.clock()
             if self.active and left <= 0:
                 await self._demote("the leader lease could not be renewed before its "
                                    f"deadline ({self.renew_s * 1000:.0f} ms)")
@@ -296,7 +354,11 @@ class EtcdStrategy(Strategy):
         watcher = asyncio.create_task(watch())
         waker = asyncio.create_task(self._wake.wait())
         try:
-            await asyncio.wait({watcher, waker}, timeout=self.ttl_s / 3,
+            timeout = self.ttl_s / 3
+            if not self.active and self.beat_seen is not None:
+                timeout = max(0.005, min(timeout, self.beat_seen_at + self.lease_s
+                                         - self.clock()))
+            await asyncio.wait({watcher, waker}, timeout=timeout,
                                return_when=asyncio.FIRST_COMPLETED)
         finally:
             for task in (watcher, waker):
@@ -326,9 +388,19 @@ class EtcdStrategy(Strategy):
                 return revision
         if leader is not None:
             self._follow(leader)
+            beat = keys.get(self.beat_key)
+            seen = (leader.create_revision, beat.mod_revision if beat else 0)
+            if seen != self.beat_seen:
+                self.beat_seen, self.beat_seen_at = seen, self.clock()
+            elif (self.clock() - self.beat_seen_at >= self.lease_s
+                  and not (handover_to and handover_to != self.me)):
+                if await self._depose(leader, seen[1]):
+                    await self._campaign()
+                return revision
             if self.role is Role.MAIN and self._read(leader).get("role") != "main":
                 await self._maybe_switch_back(handover_to)
             return revision
+        self.beat_seen = None
         # no leader: campaign, unless a handover reserves the role for another node, or a
         # backup at a cold start gives a main started with it the first chance
         self.standby_since = None
@@ -341,6 +413,27 @@ class EtcdStrategy(Strategy):
             return revision
         await self._campaign()
         return revision
+
+    async def _depose(self, leader: KeyValue, beat_revision: int) -> bool:
+        """The active node's proof has not changed for ``lease_ms`` on this node's clock:
+        it stopped acting at its renew deadline (shorter). Delete its leader key, only if
+        neither the key nor the proof changed meanwhile, and only if this node could take
+        over (it reaches every router)."""
+        if not await self.node.connect_all_links(self.connect_timeout_s):
+            offline = sorted(r for r, rt in self.node.routing.routers.items()
+                             if not rt.state.online)
+            self._problem("candidacy", logging.WARNING,
+                          "not taking over: this node does not reach every router (offline: "
+                          f"{', '.join(offline)}); trying again")
+            return False
+        deposed = await self.client.delete_if_stale(
+            self.leader_key, leader.create_revision, self.beat_key, beat_revision,
+            timeout=self.request_s)
+        if deposed:
+            log.warning("the active node '%s' gave no proof for %.0f ms: its leader key is "
+                        "deleted", self._read(leader).get("node"), self.lease_s * 1000)
+        self.beat_seen = None
+        return deposed
 
     def _follow(self, leader: KeyValue) -> None:
         self.seen_leader = True
@@ -359,8 +452,9 @@ class EtcdStrategy(Strategy):
                           f"{', '.join(offline)}); trying again")
             return
         session = self.session
-        if session is None or self.clock() >= self.renewed_at + self.renew_s:
+        if session is None or self.clock() >= self.renewed_at + self.ttl_s * 2 / 3:
             return  # no fresh session: it could expire before we would stop acting
+        sent = self.clock()
         created, holder, revision = await self.client.create(
             self.leader_key, self._document(), session, timeout=self.request_s)
         if not created:
@@ -369,7 +463,8 @@ class EtcdStrategy(Strategy):
             return
         self._cleared("candidacy")
         self.my_epoch = revision
-        self.failover.fence_until = self.renewed_at + self.renew_s
+        self.beat_at = sent  # creating the key proves holding it, as a proof would
+        self.failover.fence_until = self._deadline()
         self.failover.update(state=State.ACTIVE, epoch=revision, active=None)
         log.warning("this node is now active (epoch %d, the etcd leader key's revision)",
                     revision)

@@ -198,3 +198,44 @@ async def test_active_backup_keeps_settings_read_only_naming_the_main(make_etcd_
     await ws.close()
     await wait_for(lambda: _status_text(cluster, "a", "Main is active"), 20, "switched back")
     assert answer.get("ok"), answer
+
+
+FAST_PROOF = {"ttl_s": 5, "heartbeat_ms": 50, "renew_deadline_ms": 200, "lease_ms": 400}
+
+
+async def test_a_dead_active_is_deposed_after_lease_ms_not_after_its_ttl(make_etcd_cluster):
+    """With a 5 s TTL, the survivors take over after lease_ms (400 ms) without the dead
+    node's proof: its key is deleted by a transaction, not by the lease's expiry."""
+    cluster = make_etcd_cluster(failover=FAST_PROOF)
+    await start_three(cluster)
+    cluster.procs["a"].signal(signal.SIGKILL)
+    cluster.procs["a"].popen.wait(10)
+    killed = time.monotonic()
+    await wait_for(lambda: _one_active_of(cluster, ("b", "c")), 20, "b or c active")
+    assert time.monotonic() - killed < 5, "waited for the TTL"
+    logs = cluster.procs["b"].output() + cluster.procs["c"].output()
+    assert "the active node 'a' gave no proof for 400 ms: its leader key is deleted" in logs
+
+
+async def _one_active_of(cluster: Cluster, names: tuple[str, ...]) -> bool:
+    found = await statuses(cluster)
+    return [n for n in names if found.get(n, {}).get("state") == "active"].__len__() == 1
+
+
+async def test_a_frozen_active_is_deposed_and_sends_nothing_when_it_resumes(make_etcd_cluster):
+    cluster = make_etcd_cluster(failover=FAST_PROOF)
+    await start_three(cluster)
+    async with Client([cluster.url("a")], token=OPERATOR_TOKEN, failover=False) as client:
+        await client.route("studio", 1, 2)
+    cluster.procs["a"].signal(signal.SIGSTOP)
+    stopped = time.time()
+    await wait_for(lambda: _one_active_of(cluster, ("b", "c")), 20, "b or c active")
+    new = (await actives(cluster))[0]
+    cluster.procs["a"].signal(signal.SIGCONT)
+    await wait_for(lambda: _following(cluster, "a"), 20, "a standby after resuming")
+    assert "this node is now standby" in cluster.procs["a"].output()
+    assert not cluster.routes_sent(since=stopped), "a route reached the router meanwhile"
+    async with Client([cluster.url(new)], token=OPERATOR_TOKEN, failover=False) as client:
+        await client.route("studio", 2, 3)
+    assert [x for _t, _p, xs in cluster.routes_sent(since=stopped) for x in xs] == [(0, 1, 2)]
+    assert await actives(cluster) == [new]
