@@ -304,8 +304,9 @@ def service_install(settings: str | None, user: str | None, name: str | None,
     name = name or loaded.node_name
     user = user or os.environ.get("SUDO_USER") or getpass.getuser()
     try:
+        needs = ("CAP_NET_ADMIN", "CAP_NET_RAW") if "vip" in (loaded.failover or {}) else ()
         text = unit_file(folder, command=tieline_executable(), user=user,
-                         name=check_unit_name(name))
+                         name=check_unit_name(name), capabilities=needs)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
     unit = f"tieline-{name}.service"

@@ -28,7 +28,7 @@ import os
 import re
 import socket
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -230,7 +230,7 @@ def tieline_executable() -> list[str]:
 
 
 def unit_file(folder: Path, *, command: list[str], user: str, name: str,
-              watchdog_s: int = WATCHDOG_S) -> str:
+              watchdog_s: int = WATCHDOG_S, capabilities: Sequence[str] = ()) -> str:
     """The systemd unit that runs ``tieline run --settings FOLDER``.
 
     :param folder: the settings folder (made absolute here).
@@ -238,6 +238,8 @@ def unit_file(folder: Path, *, command: list[str], user: str, name: str,
     :param user: ``User=`` of the service.
     :param name: the unit is ``tieline-NAME.service``.
     :param watchdog_s: ``WatchdogSec=``.
+    :param capabilities: ``AmbientCapabilities=`` the node needs (a virtual IP:
+        ``CAP_NET_ADMIN CAP_NET_RAW``), so that it need not run as root.
     """
     from . import __version__
 
@@ -246,6 +248,10 @@ def unit_file(folder: Path, *, command: list[str], user: str, name: str,
         raise ValueError(f"settings folder {str(folder)!r} has a control character in its "
                          "name; a unit file cannot name it")
     exec_start = " ".join(_escape(w, command=True) for w in [*command, "run", "--settings", str(folder)])
+    caps = ""
+    if capabilities:
+        caps = ("# The virtual IP (failover.vip): adding addresses, sending ARP frames.\n"
+                f"AmbientCapabilities={' '.join(capabilities)}\n")
     return f"""\
 # tieline node '{name}': written by `tieline service install` (tieline {__version__}).
 # Settings: {folder}. After editing them: systemctl reload tieline-{name}
@@ -266,7 +272,7 @@ Restart=always
 RestartSec=1
 WatchdogSec={watchdog_s}
 User={check_user(user)}
-# Hardening that leaves tieline working: the settings folder stays writable (labels,
+{caps}# Hardening that leaves tieline working: the settings folder stays writable (labels,
 # users), the network and serial devices stay reachable.
 NoNewPrivileges=yes
 ProtectSystem=strict

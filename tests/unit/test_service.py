@@ -137,6 +137,20 @@ def test_install_writes_a_notify_unit_with_watchdog_and_hardening(tmp_path, sett
     assert "sudo systemctl enable --now tieline-studio-a.service" in stdout
 
 
+def test_a_node_with_a_virtual_ip_gets_the_capabilities_it_needs(tmp_path, settings_dir):
+    settings = {**MAIN, "node": {"name": "mcr-1", "role": "main"},
+                "failover": {"strategy": "etcd", "endpoints": ["http://127.0.0.1:2379"],
+                             "vip": {"address": "10.0.0.100/24", "interface": "lo"}}}
+    folder = settings_dir({"tieline.json": settings}, "mcr-1")
+    out = tmp_path / "x.service"
+    code, _stdout, stderr = install("--settings", str(folder), "--user", "tieline",
+                                    "--output", str(out))
+    assert code == 0, stderr
+    unit = parse_unit(out.read_text())
+    assert unit["Service"]["AmbientCapabilities"] == ["CAP_NET_ADMIN CAP_NET_RAW"]
+    assert unit["Service"]["User"] == ["tieline"]  # not root
+
+
 def test_install_makes_the_folder_absolute_and_takes_name(tmp_path, settings_dir, monkeypatch):
     settings_dir({"tieline.json": MAIN}, "here")
     monkeypatch.chdir(tmp_path)
