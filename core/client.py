@@ -23,8 +23,8 @@ Failover (``failover=True``, the default):
 - **A dead server** is declared after ``heartbeat_timeout_ms`` (from the server's hello)
   without any message, or when the connection closes. The client then looks for a node:
   the active node the lost one named, then the endpoints after the lost one, the lost one
-  last; passes repeat with a short backoff (50 ms growing to 1 s) for at most
-  ``failover_timeout_s``. On the new node it authenticates again, subscribes again if it was
+  last; passes repeat every 50 ms for about 2 s, then with a backoff growing to 1 s, for
+  at most ``failover_timeout_s``. On the new node it authenticates again, subscribes again if it was
   subscribed (the mirror is refreshed in place from the new snapshot; listeners and event
   streams carry on), sends the requests that were waiting, and gives listeners a
   ``reconnected`` event. When no node takes over in time, the client closes: ``closed``
@@ -65,6 +65,7 @@ import dataclasses
 import itertools
 import json
 import logging
+import random
 import ssl as ssl_module
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -231,8 +232,14 @@ def _key(url: str) -> str:
     return url.strip().rstrip("/")
 
 
-def _delays() -> Iterator[float]:
-    return backoff(initial=0.05, factor=2.0, cap=1.0, jitter=0.3)
+def _delays(rng: random.Random | None = None) -> Iterator[float]:
+    """Pauses between passes over the endpoints after a loss: 50 ms for about 2 s (a
+    takeover, or a virtual IP moving, lasts that long at most in the fast profiles, and a
+    refused connection costs nothing), then growing to 1 s."""
+    rng = rng or random.Random()
+    for _ in range(40):
+        yield 0.05 * (1 + rng.uniform(-0.3, 0.3))
+    yield from backoff(initial=0.1, factor=2.0, cap=1.0, jitter=0.3, rng=rng)
 
 
 class Client:

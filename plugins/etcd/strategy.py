@@ -87,8 +87,8 @@ class EtcdStrategy(Strategy):
             },
             "renew_deadline_ms": {
                 "type": "integer", "minimum": 50, "maximum": 60000,
-                "description": "The active node stops acting this long after the last "
-                               "keepalive etcd answered (default: two thirds of ttl_s).",
+                "description": "The active node stops acting this long after its last "
+                               "accepted proof (default: two heartbeats).",
             },
             "heartbeat_ms": {
                 "type": "integer", "minimum": 20, "maximum": 10000,
@@ -99,8 +99,9 @@ class EtcdStrategy(Strategy):
             "lease_ms": {
                 "type": "integer", "minimum": 100, "maximum": 120000,
                 "description": "A standby deposes an active node whose proof it has not seen "
-                               "change for this long (default: ttl_s); the key's expiry "
-                               "(ttl_s plus etcd's sweep) is the other way out.",
+                               "change for this long (default: three heartbeats, as VRRP); "
+                               "the key's expiry (ttl_s plus etcd's sweep) is the other way "
+                               "out.",
             },
             "request_timeout_ms": {
                 "type": "integer", "minimum": 50, "maximum": 10000, "default": 500,
@@ -134,9 +135,9 @@ class EtcdStrategy(Strategy):
             except ValueError as exc:
                 problems.append(("endpoints", str(exc)))
         ttl_ms = options.get("ttl_s", 2) * 1000
-        renew = options.get("renew_deadline_ms", ttl_ms * 2 // 3)
         heartbeat = options.get("heartbeat_ms", ttl_ms // 6)
-        lease = options.get("lease_ms", ttl_ms)
+        renew = options.get("renew_deadline_ms", 2 * heartbeat)
+        lease = options.get("lease_ms", 3 * heartbeat)
         if renew >= ttl_ms:
             problems.append(("renew_deadline_ms", f"expected renew_deadline_ms < ttl_s × 1000 "
                                                   f"(the holder must stop before its lease "
@@ -150,9 +151,10 @@ class EtcdStrategy(Strategy):
     def __init__(self, node: Any, options: dict[str, Any]) -> None:
         super().__init__(node, options)
         self.ttl_s = int(options.get("ttl_s", 2))
-        self.renew_s = options.get("renew_deadline_ms", self.ttl_s * 1000 * 2 // 3) / 1000
-        self.heartbeat_s = options.get("heartbeat_ms", self.ttl_s * 1000 // 6) / 1000
-        self.lease_s = options.get("lease_ms", self.ttl_s * 1000) / 1000
+        heartbeat_ms = options.get("heartbeat_ms", self.ttl_s * 1000 // 6)
+        self.heartbeat_s = heartbeat_ms / 1000
+        self.renew_s = options.get("renew_deadline_ms", 2 * heartbeat_ms) / 1000
+        self.lease_s = options.get("lease_ms", 3 * heartbeat_ms) / 1000
         self.request_s = options.get("request_timeout_ms", 500) / 1000
         self.connect_timeout_s = options.get("connect_timeout_ms", 2000) / 1000
         self.auto_switch_back = options.get("switch_back", "auto") == "auto"
