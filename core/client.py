@@ -23,7 +23,7 @@ Failover (``failover=True``, the default):
 - **A dead server** is declared after ``heartbeat_timeout_ms`` (from the server's hello)
   without any message, or when the connection closes. The client then looks for a node:
   the active node the lost one named, then the endpoints after the lost one, the lost one
-  last; passes repeat every 50 ms for about 2 s, then with a backoff growing to 1 s, for
+  last; passes repeat every 25 ms for about 2 s, then with a backoff growing to 1 s, for
   at most ``failover_timeout_s``. On the new node it authenticates again, subscribes again if it was
   subscribed (the mirror is refreshed in place from the new snapshot; listeners and event
   streams carry on), sends the requests that were waiting, and gives listeners a
@@ -233,12 +233,12 @@ def _key(url: str) -> str:
 
 
 def _delays(rng: random.Random | None = None) -> Iterator[float]:
-    """Pauses between passes over the endpoints after a loss: 50 ms for about 2 s (a
+    """Pauses between passes over the endpoints after a loss: 25 ms for about 2 s (a
     takeover, or a virtual IP moving, lasts that long at most in the fast profiles, and a
     refused connection costs nothing), then growing to 1 s."""
     rng = rng or random.Random()
-    for _ in range(40):
-        yield 0.05 * (1 + rng.uniform(-0.3, 0.3))
+    for _ in range(80):
+        yield 0.025 * (1 + rng.uniform(-0.3, 0.3))
     yield from backoff(initial=0.1, factor=2.0, cap=1.0, jitter=0.3, rng=rng)
 
 
