@@ -85,7 +85,7 @@ sys.path.insert(0, str(REPO))
 import harness  # noqa: E402
 
 from tests.etcdserver import EtcdServer, etcd_unavailable_reason  # noqa: E402
-from tests.failover.cluster import OPERATOR_TOKEN, TIELINE, wait_for  # noqa: E402
+from tests.failover.cluster import OPERATOR_TOKEN, TIELINE, terminate, wait_for  # noqa: E402
 from tests.failover.lan import CLIENT, Lan, LanUnavailable, lan  # noqa: E402
 from tests.failover.netns import why_unavailable  # noqa: E402
 from tests.failover.test_etcd_vip import LanCluster  # noqa: E402
@@ -143,13 +143,7 @@ class Program:
         return self.popen.poll() is None
 
     def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(10)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(10)
+        terminate(self.popen)
 
     def tail(self) -> str:
         return self.err.read_text(errors="replace")[-3000:] if self.err.exists() else ""

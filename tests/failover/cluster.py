@@ -36,6 +36,17 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
+def terminate(popen: subprocess.Popen, timeout: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL if it has not ended within ``timeout``; reaped either way."""
+    if popen.poll() is None:
+        popen.terminate()
+        try:
+            popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            popen.kill()
+            popen.wait(timeout)
+
+
 @dataclass
 class Proc:
     """A child process whose output goes to a file (read it when a test fails)."""
@@ -66,12 +77,7 @@ class Proc:
             return None
         if self.popen.poll() is None:
             self.popen.send_signal(signal.SIGCONT)
-            self.popen.terminate()
-            try:
-                self.popen.wait(10)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(10)
+            terminate(self.popen)
         return self.popen.returncode
 
     def output(self) -> str:
