@@ -105,7 +105,12 @@ async def test_three_nodes_elect_one_and_kill_9_moves_it_to_exactly_one_other(
         assert after[new[0]]["status"] == "Backup is active"
         other = ({"b", "c"} - set(new)).pop()
         assert after[other]["status"] == "Backup is idle"
-        assert after[other]["active"] == cluster.url(new[0])
+
+        async def other_follows() -> bool:  # it learns the new leader from its watch
+            return ((await status_of(cluster.url(other))) or {}).get("active") \
+                == cluster.url(new[0])
+
+        await wait_for(other_follows, 10, f"{other} following {new[0]}")
         # a client that saw the new epoch refuses a node announcing a lower one
         assert client.max_epoch == after[new[0]]["epoch"]
     device = await cluster.device_crosspoints()
