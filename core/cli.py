@@ -20,6 +20,7 @@ import click
 
 from . import __version__
 from .errors import RequestError, SettingsError, TielineError
+from .plugin_kit import KINDS as PLUGIN_KINDS
 
 #: the usual port of the failover peer link
 DEFAULT_PEER_PORT = 7401
@@ -260,6 +261,41 @@ def emulate(name: str, listen: str | None, serial_device: str | None, inputs: in
             click.echo(f"tieline: {exc}", err=True)
         sys.exit(1)
     click.echo("tieline: stopped")
+
+
+# -- plugin ------------------------------------------------------------------------------------
+
+
+@main.group()
+def plugin() -> None:
+    """Write your own plugin: a driver package from tieline's template."""
+
+
+@plugin.command("new")
+@click.argument("name")
+@click.option("--kind", type=click.Choice(PLUGIN_KINDS), default="driver", show_default=True,
+              help="What the plugin provides.")
+@click.option("--output", metavar="DIR", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("."), help="Write the project folder here (default: here).")
+def plugin_new(name: str, kind: str, output: Path) -> None:
+    """Render a new plugin package NAME (a lower-case Python name, e.g. acme_matrix)."""
+    from .plugin_kit import PluginKitError, new_plugin
+
+    if not output.is_dir():
+        raise click.UsageError(f"--output {output}: no such folder")
+    try:
+        folder = new_plugin(name, kind, output)
+    except PluginKitError as exc:
+        click.echo(f"tieline: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"tieline: wrote the {kind} plugin '{name}' to {folder}")
+    click.echo("next:")
+    click.echo(f"  cd {folder}")
+    click.echo("  pip install -e '.[test]'        # into the environment tieline runs in")
+    click.echo("  pytest                          # its tests: the driver against its emulator")
+    click.echo(f"  tieline plugins                 # lists '{name}'")
+    click.echo(f"  tieline emulate {name} --listen 127.0.0.1:7700   # a device without hardware")
+    click.echo("  then a router block with \"driver\": \"" + name + "\" (see README.md)")
 
 
 # -- service and discover ----------------------------------------------------------------------

@@ -10,6 +10,7 @@ The tree::
     │   ├── PeerTimeout               a peer did not answer in time (also a TimeoutError)
     │   └── PeerRequestRefused        a peer answered a request with an error (.code)
     ├── PluginError                   a plugin failed at import or in a hook (.plugin)
+    ├── PluginKitError                a plugin template cannot be rendered (in plugin_kit.py)
     ├── RemoteProtocolError           a peer sent bytes a codec cannot parse (.data)
     ├── LinkError                     a transport could not connect or broke (.reason)
     └── RequestError                  a client request was refused (.code, .field)

@@ -49,6 +49,15 @@ def test_wheel_layout(wheel):
     assert "tieline/plugins/websocket_api/server.py" in names
     assert "tieline/schemas/settings/tieline.schema.json" in names
     assert "tieline/schemas/api/request/route.schema.json" in names
+    template = "tieline/plugin_template/driver/"
+    project = template + "{{cookiecutter.project_name}}/"
+    for name in ("cookiecutter.json", "{{cookiecutter.project_name}}/pyproject.toml",
+                 "{{cookiecutter.project_name}}/.gitignore",
+                 "{{cookiecutter.project_name}}/tests/test_driver.py"):
+        assert template + name in names, name
+    for module in ("__init__", "codec", "driver", "emulator"):
+        assert f"{project}{{{{cookiecutter.plugin_name}}}}/{module}.py" in names
+    assert not [n for n in names if n.startswith(template) and "__pycache__" in n]
     assert not [n for n in names if n.startswith(("core/", "plugins/", "schemas/", "tests/"))]
     assert not [n for n in names if n.startswith("tieline/plugins/plugins")]
 
@@ -66,6 +75,13 @@ def test_every_entry_point_loads_in_a_fresh_venv(venv):
     plugins = json.loads(run(str(venv / "bin" / "tieline"), "plugins", "--json", cwd="/").stdout)
     assert {p["name"]: p["status"] for p in plugins["plugins"]} == {
         "tieline.core": "loaded", **{name: "loaded" for name in BUNDLED}}
+
+
+def test_fresh_venv_renders_the_plugin_template(venv, tmp_path):
+    run(str(venv / "bin" / "tieline"), "plugin", "new", "acme_matrix", cwd=tmp_path)
+    package = tmp_path / "tieline-acme-matrix" / "acme_matrix"
+    assert sorted(p.name for p in package.iterdir()) == [
+        "__init__.py", "codec.py", "driver.py", "emulator.py"]
 
 
 def test_fresh_venv_serves_the_demo(venv, tmp_path):

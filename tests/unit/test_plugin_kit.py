@@ -1,0 +1,116 @@
+"""``tieline plugin new``: the template renderer (core/plugin_kit.py) and its command."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tieline.cli import main
+from tieline.plugin_kit import KINDS, PluginKitError, new_plugin, render, template
+
+
+def files_of(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+def test_driver_template_renders_names_into_paths_and_contents(tmp_path):
+    folder = new_plugin("acme_matrix", "driver", tmp_path)
+    assert folder == tmp_path / "tieline-acme-matrix"
+    assert files_of(folder) == [
+        ".gitignore", "README.md", "acme_matrix/__init__.py", "acme_matrix/codec.py",
+        "acme_matrix/driver.py", "acme_matrix/emulator.py", "pyproject.toml",
+        "tests/test_codec.py", "tests/test_driver.py"]
+    for path in folder.rglob("*"):
+        if path.is_file():
+            text = path.read_text(encoding="utf-8")
+            assert "{{" not in text and "cookiecutter" not in text, path
+            if path.suffix == ".py":
+                ast.parse(text, str(path))  # valid Python once rendered
+    pyproject = (folder / "pyproject.toml").read_text()
+    assert 'name = "tieline-acme-matrix"' in pyproject
+    assert '[project.entry-points.tieline]\nacme_matrix = "acme_matrix"' in pyproject
+    assert 'name = "acme_matrix"' in (folder / "acme_matrix" / "driver.py").read_text()
+    assert "from acme_matrix.codec import" in (folder / "tests" / "test_codec.py").read_text()
+
+
+def test_values_override_the_defaults(tmp_path):
+    folder = new_plugin("studio_x", output=tmp_path,
+                        values={"project_name": "studio-x-driver", "version": "2.0.1",
+                                "author": "Ada"})
+    assert folder.name == "studio-x-driver"
+    pyproject = (folder / "pyproject.toml").read_text()
+    assert 'version = "2.0.1"' in pyproject and '{ name = "Ada" }' in pyproject
+    assert (folder / "studio_x" / "codec.py").exists()
+    with pytest.raises(PluginKitError, match="the template has no key.*colour"):
+        new_plugin("studio_y", output=tmp_path, values={"colour": "red"})
+
+
+@pytest.mark.parametrize("name", ["Acme", "acme-matrix", "1acme", "_acme", "", "class",
+                                  "acme matrix", "tieline", "acme.matrix"])
+def test_bad_names_are_refused(tmp_path, name):
+    with pytest.raises(PluginKitError, match="plugin name"):
+        new_plugin(name, output=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_existing_folder_is_never_overwritten(tmp_path):
+    folder = new_plugin("acme_matrix", output=tmp_path)
+    (folder / "acme_matrix" / "codec.py").write_text("# mine\n")
+    with pytest.raises(PluginKitError, match="exists already; nothing was written"):
+        new_plugin("acme_matrix", output=tmp_path)
+    assert (folder / "acme_matrix" / "codec.py").read_text() == "# mine\n"
+
+
+def test_only_plain_substitutions_are_rendered(tmp_path):
+    source = tmp_path / "tpl"
+    (source / "{{cookiecutter.project}}" / "{{ cookiecutter.pkg }}").mkdir(parents=True)
+    (source / "cookiecutter.json").write_text(json.dumps({
+        "pkg": "my_pkg", "project": "{{ cookiecutter.pkg.replace('_', '-') }}"}))
+    (source / "{{cookiecutter.project}}" / "{{ cookiecutter.pkg }}" / "x.txt").write_text(
+        "{{cookiecutter.pkg}} / {{ cookiecutter.project }}\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    folder = render(source, out, {"pkg": "a_b"})
+    assert (folder / "a_b" / "x.txt").read_text() == "a_b / a-b\n"
+    (source / "{{cookiecutter.project}}" / "y.txt").write_text("{{ cookiecutter.nope }}")
+    with pytest.raises(PluginKitError, match="cookiecutter.json has no 'nope'"):
+        render(source, tmp_path / "out2", {})
+    (source / "{{cookiecutter.project}}" / "y.txt").write_text(
+        "{% if cookiecutter.pkg %}x{% endif %}{{ cookiecutter.pkg|upper }}")
+    (tmp_path / "out3").mkdir()
+    with pytest.raises(PluginKitError, match="other than a plain"):
+        render(source, tmp_path / "out3", {})
+    assert list((tmp_path / "out3").iterdir()) == []  # nothing half-written
+
+
+def test_kinds_and_template_folders_agree():
+    assert KINDS == ("driver",)
+    for kind in KINDS:
+        assert template(kind).joinpath("cookiecutter.json").is_file()
+    with pytest.raises(PluginKitError, match="no plugin template of kind 'api'"):
+        template("api")
+
+
+def test_plugin_new_command(tmp_path, monkeypatch):
+    runner = CliRunner()
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(main, ["plugin", "new", "acme_matrix"])
+    assert result.exit_code == 0, result.output
+    assert "wrote the driver plugin 'acme_matrix' to tieline-acme-matrix" in result.output
+    assert "pip install -e" in result.output and "tieline emulate acme_matrix" in result.output
+    assert (tmp_path / "tieline-acme-matrix" / "acme_matrix" / "driver.py").exists()
+    again = runner.invoke(main, ["plugin", "new", "acme_matrix"])
+    assert again.exit_code == 1 and "exists already" in again.output
+    bad = runner.invoke(main, ["plugin", "new", "Acme-Matrix"])
+    assert bad.exit_code == 1 and "not a lower-case Python identifier" in bad.output
+    kind = runner.invoke(main, ["plugin", "new", "x", "--kind", "strategy"])
+    assert kind.exit_code == 2 and "'strategy' is not 'driver'" in kind.output
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    moved = runner.invoke(main, ["plugin", "new", "acme_matrix", "--output", str(other)])
+    assert moved.exit_code == 0, moved.output
+    assert (other / "tieline-acme-matrix" / "pyproject.toml").exists()
