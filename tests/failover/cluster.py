@@ -8,6 +8,7 @@ which is how the tests see what each node sent to the router.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -28,6 +29,15 @@ OPERATOR_TOKEN = "operator-token"
 
 #: fast timings for tests (the defaults are 250 / 1500 / 2500 ms)
 FAST = {"heartbeat_ms": 50, "renew_deadline_ms": 300, "lease_ms": 600}
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """``count`` different TCP ports that were free a moment ago."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in socks:
+            sock.bind((host, 0))
+        return [sock.getsockname()[1] for sock in socks]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -103,10 +113,13 @@ class Cluster:
         self.failover = {**self.failover_defaults, **(failover or {})}
         self.destinations = destinations
         self.device_host = "127.0.0.1"
-        self.device_port = free_port()
+        # distinct ports: each taken while the others are still held (a port freed a
+        # moment ago can be handed out again)
+        ports = iter(free_ports(1 + 2 * len(self.roles)))
+        self.device_port = next(ports)
         self.command_log = root / "commands.jsonl"
-        self.peer_ports = {n: free_port() for n in self.roles}
-        self.api_ports = {n: free_port() for n in self.roles}
+        self.peer_ports = {n: next(ports) for n in self.roles}
+        self.api_ports = {n: next(ports) for n in self.roles}
         self.procs: dict[str, Proc] = {}
         key_folder = root / "key"
         key_folder.mkdir(parents=True, exist_ok=True)
