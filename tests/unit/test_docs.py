@@ -538,3 +538,27 @@ def test_every_cli_command_is_in_getting_started() -> None:
     assert not missing, (
         "docs/getting-started.md does not mention: " + ", ".join(missing)
     )
+
+
+def test_every_hook_is_in_the_plugin_guide() -> None:
+    """docs/plugins.md has a ``### `name` `` subsection for every hookspec, naming its
+    arguments."""
+    text = _read("plugins.md")
+    specs = _hookspecs()
+    assert specs, "no hookspecs found in tieline.hookspecs"
+    problems = []
+    for name, function, _opts in specs:
+        heading = f"### `{name}`"
+        if heading not in text:
+            problems.append(f"no '{heading}' subsection")
+            continue
+        section = text.split(heading, 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
+        signature = next((line for line in section.splitlines()
+                          if line.startswith(f"def {name}(")), None)
+        if signature is None:
+            problems.append(f"'{heading}' does not give the signature 'def {name}(…)'")
+            continue
+        for param in inspect.signature(function).parameters:
+            if f"{param}:" not in signature and f"{param})" not in signature:
+                problems.append(f"'{heading}': the signature lacks the argument '{param}'")
+    assert not problems, "docs/plugins.md: " + "; ".join(problems)
