@@ -128,7 +128,11 @@ class Node:
 
     def routers_online(self) -> bool:
         """Whether every router's link is up with its state read (the node reaches them)."""
-        return all(rt.state.online for rt in self.routing.routers.values())
+        return not self.offline_routers()
+
+    def offline_routers(self) -> list[str]:
+        """The ids of the routers whose state this node does not have now, sorted."""
+        return sorted(r for r, rt in self.routing.routers.items() if not rt.state.online)
 
     async def connect_all_links(self, timeout: float, *, cold: bool = True) -> bool:
         """Start every link (also those a standby leaves closed, unless ``cold`` is false)

@@ -45,7 +45,6 @@ import asyncio
 import json
 import logging
 import math
-import time
 from typing import Any, ClassVar
 
 from tieline.errors import Refused
@@ -254,7 +253,8 @@ class EtcdStrategy(Strategy):
         self._cleared("etcd", f"etcd reachable again ({self.client.endpoints[0]} …)")
 
     async def _keepalive_loop(self) -> None:
-        """Renew the session every third of the TTL; demote at the renew deadline."""
+        """Renew the session every third of the TTL (faster while a renewal is overdue);
+        the deadline loop demotes when renewals stop."""
         interval = self.ttl_s / 3
         while True:
             if self.session is not None:
@@ -421,12 +421,7 @@ class EtcdStrategy(Strategy):
         it stopped acting at its renew deadline (shorter). Delete its leader key, only if
         neither the key nor the proof changed meanwhile, and only if this node could take
         over (it reaches every router)."""
-        if not await self.node.connect_all_links(self.connect_timeout_s):
-            offline = sorted(r for r, rt in self.node.routing.routers.items()
-                             if not rt.state.online)
-            self._problem("candidacy", logging.WARNING,
-                          "not taking over: this node does not reach every router (offline: "
-                          f"{', '.join(offline)}); trying again")
+        if not await self._reach_routers():
             return False
         deposed = await self.client.delete_if_stale(
             self.leader_key, leader.create_revision, self.beat_key, beat_revision,
@@ -445,13 +440,18 @@ class EtcdStrategy(Strategy):
             self.failover.update(active=url, epoch=leader.create_revision)
         self._cleared("candidacy")
 
+    async def _reach_routers(self) -> bool:
+        """Connect every router (cold links too) and wait for their state: a node takes the
+        role only with the routers' state loaded. Says why not, once."""
+        if await self.node.connect_all_links(self.connect_timeout_s):
+            return True
+        self._problem("candidacy", logging.WARNING,
+                      "not taking over: this node does not reach every router (offline: "
+                      f"{', '.join(self.node.offline_routers())}); trying again")
+        return False
+
     async def _campaign(self) -> None:
-        if not await self.node.connect_all_links(self.connect_timeout_s):
-            offline = sorted(r for r, rt in self.node.routing.routers.items()
-                             if not rt.state.online)
-            self._problem("candidacy", logging.WARNING,
-                          "not taking over: this node does not reach every router (offline: "
-                          f"{', '.join(offline)}); trying again")
+        if not await self._reach_routers():
             return
         session = self.session
         if session is None or self.clock() >= self.renewed_at + self.ttl_s * 2 / 3:
@@ -544,8 +544,8 @@ class EtcdStrategy(Strategy):
         else:
             await self._ask_handover(str(main.get("node")))
             self._wake.set()
-        deadline = time.monotonic() + self.connect_timeout_s + 3 * self.ttl_s
-        while time.monotonic() < deadline:
+        deadline = self.clock() + self.connect_timeout_s + 3 * self.ttl_s
+        while self.clock() < deadline:
             status = self.failover.status
             if (self.role is Role.MAIN and self.active) or (
                     self.role is not Role.MAIN and status.active == url):

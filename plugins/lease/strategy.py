@@ -355,8 +355,7 @@ class LeaseStrategy(Strategy):
                 "Copy the cluster's key file here")
             return
         if not await self.node.connect_all_links(self.connect_timeout_s):
-            offline = sorted(r for r, rt in self.node.routing.routers.items()
-                             if not rt.state.online)
+            offline = self.node.offline_routers()
             self._candidacy_failed(
                 "routers", logging.WARNING,
                 f"not taking over ({why}): this node does not reach every router (offline: "
