@@ -691,4 +691,6 @@ async def test_a_silently_cut_off_active_demotes_at_its_renew_deadline(net, clus
     window = standby - min(fenced) if fenced else 0.0
     print(f"a refused routes as fenced for {window:.3f} s before it said standby "
           f"({standby - cut:.3f} s after the cut)")
-    assert window < 0.1, f"a announced active for {window:.3f} s after its fence"
+    # demoted by its own deadline (the watchdog), not when a pending etcd call gave up
+    assert "this node is now standby: the leader lease could not be renewed before its " \
+           "deadline" in cluster.procs["a"].output()
