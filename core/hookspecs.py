@@ -83,10 +83,15 @@ def tieline_client_apis() -> list[type] | None:
 def tieline_failover_strategies() -> list[type] | None:
     """Return the failover strategy classes this plugin provides.
 
-    Called once per node at start. A strategy decides whether the node is active or standby
-    (an elector) and/or acts on transitions (claiming a virtual IP, replicating settings).
-    Each class sets ``name`` (the value of ``"strategy"`` in the ``failover`` block) and
-    ``settings_schema``.
+    Called once per node at start. Two kinds of class may be returned:
+
+    - an elector, a :class:`tieline.failover.Strategy`, decides whether the node is active
+      or standby; its ``name`` is the value of ``"strategy"`` in the ``failover`` block;
+    - an action, a :class:`tieline.failover.FailoverAction`, acts on transitions (claims a
+      virtual IP) beside any elector; its ``name`` is a key of the ``failover`` block
+      (``"vip"``), whose value its ``settings_schema`` validates.
+
+    Each class sets ``name`` and ``settings_schema``.
 
     :returns: a list of strategy classes, or None.
     """
