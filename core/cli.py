@@ -268,7 +268,7 @@ def emulate(name: str, listen: str | None, serial_device: str | None, inputs: in
 
 @main.group()
 def plugin() -> None:
-    """Write your own plugin: a driver package from tieline's template."""
+    """Write your own plugin: a driver, client API or failover strategy package."""
 
 
 @plugin.command("new")
@@ -292,10 +292,23 @@ def plugin_new(name: str, kind: str, output: Path) -> None:
     click.echo("next:")
     click.echo(f"  cd {folder}")
     click.echo("  pip install -e '.[test]'        # into the environment tieline runs in")
-    click.echo("  pytest                          # its tests: the driver against its emulator")
+    click.echo(f"  pytest                          # its tests: {_KIND_TESTS[kind]}")
     click.echo(f"  tieline plugins                 # lists '{name}'")
-    click.echo(f"  tieline emulate {name} --listen 127.0.0.1:7700   # a device without hardware")
-    click.echo("  then a router block with \"driver\": \"" + name + "\" (see README.md)")
+    if kind == "driver":
+        click.echo(f"  tieline emulate {name} --listen 127.0.0.1:7700   # a device without hardware")
+    click.echo(f"  then {_KIND_USE[kind].format(name=name)} (see README.md)")
+
+
+_KIND_TESTS = {
+    "driver": "the driver against its emulator",
+    "api": "the API in a real node, over TCP",
+    "strategy": "real nodes on one lock file, one killed",
+}
+_KIND_USE = {
+    "driver": 'a router block with "driver": "{name}"',
+    "api": 'an apis entry with "type": "{name}"',
+    "strategy": 'a failover block with "strategy": "{name}"',
+}
 
 
 # -- service and discover ----------------------------------------------------------------------

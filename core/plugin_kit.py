@@ -1,4 +1,4 @@
-"""Render the plugin templates: ``tieline plugin new NAME [--kind driver]``.
+"""Render the plugin templates: ``tieline plugin new NAME [--kind driver|api|strategy]``.
 
 A template is a cookiecutter template (``cookiecutter.json`` plus one folder named
 ``{{cookiecutter.project_name}}``) shipped inside tieline as package data under
@@ -25,8 +25,8 @@ from pathlib import Path
 
 from .errors import TielineError
 
-#: the template kinds that exist (``--kind``); api and strategy come later.
-KINDS = ("driver",)
+#: the template kinds (``--kind``): a router driver, a client API, a failover strategy.
+KINDS = ("driver", "api", "strategy")
 
 _EXPRESSION = re.compile(
     r"\{\{\s*cookiecutter\.([A-Za-z_][A-Za-z0-9_]*)"

@@ -240,12 +240,19 @@ class Plugins:
         return None
 
     def plugin_for(self, kind: str, name: str) -> str:
-        """A hint for an unknown driver/API/strategy name: which plugins failed to load."""
+        """A hint for an unknown driver/API/strategy name: which plugins failed to load, and
+        which are installed but disabled."""
         failed = self.failures
-        if not failed:
-            return f"no installed plugin provides {kind} '{name}'"
-        listing = "; ".join(f"'{n}' ({e})" for n, e in sorted(failed.items()))
-        return f"no loaded plugin provides {kind} '{name}'; these plugins failed: {listing}"
+        disabled = sorted(n for n, info in self.infos.items() if info.status == "disabled")
+        hint = f"no {'loaded' if failed or disabled else 'installed'} plugin provides {kind} '{name}'"
+        if failed:
+            hint += "; these plugins failed: " + "; ".join(
+                f"'{n}' ({e})" for n, e in sorted(failed.items()))
+        if disabled:
+            hint += (f"; disabled by \"plugins\": {{\"disabled\": …}} in tieline.json: "
+                     f"{', '.join(disabled)}"
+                     + (f" (remove '{name}' there to use it)" if name in disabled else ""))
+        return hint
 
 
 def _version(dist: str) -> str:

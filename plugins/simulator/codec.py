@@ -72,6 +72,7 @@ from dataclasses import dataclass
 from urllib.parse import quote, unquote_to_bytes
 
 from tieline.errors import RemoteProtocolError
+from tieline.framing import LineFramer
 from tieline.model import Crosspoint, PortKind, ProtectKind
 
 #: The protocol version both sides send in HELLO.
@@ -395,9 +396,7 @@ class Codec:
     def __init__(self, role: Role, *, max_line: int = MAX_LINE) -> None:
         self.role = role
         self.max_line = max_line
-        self._buffer = bytearray()
-        self._scanned = 0  #: bytes of the buffer known to hold no LF
-        self._skipping = False  #: discarding the rest of an over-long line
+        self._lines = LineFramer(max_line, head=64)
         peer = Role.DEVICE if role is Role.CONTROLLER else Role.CONTROLLER
         self._parsers = {_KEYWORDS[m]: _PARSERS[m] for m in _SENT_BY[peer]}
         self._ours = {_KEYWORDS[m] for m in _SENT_BY[role]} - set(self._parsers)
@@ -405,7 +404,7 @@ class Codec:
     # -- receiving ---------------------------------------------------------------------
     def receive_data(self, data: bytes) -> None:
         """Add bytes from the peer; parse them with :meth:`next_event`."""
-        self._buffer += data
+        self._lines.receive_data(data)
 
     def next_event(self) -> Message | None:
         """The next complete message from the peer, or None until more data arrives.
@@ -413,38 +412,8 @@ class Codec:
         :raises RemoteProtocolError: for a line that breaks the protocol. The line has been
             consumed; the codec may be used further.
         """
-        buffer = self._buffer
-        while True:
-            end = buffer.find(b"\n", self._scanned)
-            if self._skipping:
-                if end < 0:
-                    buffer.clear()
-                    self._scanned = 0
-                    return None
-                del buffer[: end + 1]
-                self._scanned = 0
-                self._skipping = False
-                continue
-            if end < 0:
-                if len(buffer) >= self.max_line:
-                    head = bytes(buffer[:64])
-                    buffer.clear()
-                    self._scanned = 0
-                    self._skipping = True
-                    raise RemoteProtocolError(
-                        f"line longer than {self.max_line} bytes", head
-                    )
-                self._scanned = len(buffer)
-                return None
-            line = bytes(buffer[:end])
-            del buffer[: end + 1]
-            self._scanned = 0
-            if end + 1 > self.max_line:
-                raise RemoteProtocolError(f"line longer than {self.max_line} bytes", line[:64])
-            if line.endswith(b"\r"):
-                line = line[:-1]
-            if line.strip(b" "):
-                return self._parse(line)
+        line = self._lines.next_line()
+        return None if line is None else self._parse(line)
 
     def events(self) -> Iterator[Message]:
         """Every complete message received so far (stops at the first protocol error)."""

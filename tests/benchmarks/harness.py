@@ -25,14 +25,15 @@ import platform
 import resource
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import websockets
 
 import tieline
-from tieline.node import Node, build_node
+from tieline import testing
+from tieline.node import Node
 
 HERE = Path(__file__).resolve().parent
 CLIENTS = HERE / "clients.py"
@@ -116,32 +117,14 @@ def write_settings(folder: Path, routers: Sequence[dict[str, Any]],
     return folder
 
 
-@contextlib.asynccontextmanager
-async def running_node(folder: Path, *, timeout: float = 120.0,
-                       prepare: Callable[[Node], None] | None = None) -> AsyncIterator[Node]:
+def running_node(folder: Path, *, timeout: float = 120.0,
+                 prepare: Callable[[Node], None] | None = None
+                 ) -> contextlib.AbstractAsyncContextManager[Node]:
     """Build and run a node from ``folder``, wait until every router is online; stop on exit.
 
     :param prepare: called with the node after it is built and before it runs.
     """
-    node = build_node(folder)
-    if prepare is not None:
-        prepare(node)
-    task = asyncio.create_task(node.run(), name="benchmark node")
-    try:
-        async with asyncio.timeout(timeout):
-            started = asyncio.create_task(node.started.wait())
-            done, _ = await asyncio.wait({started, task}, return_when=asyncio.FIRST_COMPLETED)
-            if task in done:
-                started.cancel()
-                task.result()  # raises why the node stopped
-            while not all(rt.state.online for rt in node.routing.routers.values()):
-                await asyncio.sleep(0.001)
-        yield node
-    finally:
-        node.stop()
-        async with asyncio.timeout(30):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+    return testing.running_node(folder, timeout=timeout, prepare=prepare)
 
 
 def api_url(node: Node) -> str:

@@ -3,40 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 from jsonschema import Draft202012Validator
 from websockets.asyncio.client import ClientConnection, connect
 
 from tieline import catalog
-from tieline.node import Node, build_node
-
-
-@contextlib.asynccontextmanager
-async def running_node(folder: Path, *, online: bool = True) -> AsyncIterator[Node]:
-    """Build and run a node from ``folder``; stop it on exit."""
-    node = build_node(folder)
-    task = asyncio.create_task(node.run(), name="test node")
-    try:
-        async with asyncio.timeout(10):
-            started = asyncio.create_task(node.started.wait())
-            done, _ = await asyncio.wait({started, task}, return_when=asyncio.FIRST_COMPLETED)
-            if task in done:
-                started.cancel()
-                task.result()  # raises why the node stopped
-            if online:
-                while not all(rt.state.online for rt in node.routing.routers.values()):
-                    await asyncio.sleep(0.01)
-        yield node
-    finally:
-        node.stop()
-        async with asyncio.timeout(10):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+from tieline.node import Node
+from tieline.testing import running_node as running_node  # re-exported for the tests
 
 
 def api_url(node: Node, index: int = 0) -> str:

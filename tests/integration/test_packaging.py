@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tieline.plugin_kit import KINDS
+
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLED = {"simulator", "websocket_api", "videohub", "swp08", "extron_sis", "lease", "peer_sync",
            "etcd", "vip"}
@@ -49,15 +51,16 @@ def test_wheel_layout(wheel):
     assert "tieline/plugins/websocket_api/server.py" in names
     assert "tieline/schemas/settings/tieline.schema.json" in names
     assert "tieline/schemas/api/request/route.schema.json" in names
-    template = "tieline/plugin_template/driver/"
-    project = template + "{{cookiecutter.project_name}}/"
-    for name in ("cookiecutter.json", "{{cookiecutter.project_name}}/pyproject.toml",
-                 "{{cookiecutter.project_name}}/.gitignore",
-                 "{{cookiecutter.project_name}}/tests/test_driver.py"):
-        assert template + name in names, name
-    for module in ("__init__", "codec", "driver", "emulator"):
-        assert f"{project}{{{{cookiecutter.plugin_name}}}}/{module}.py" in names
-    assert not [n for n in names if n.startswith(template) and "__pycache__" in n]
+    # every file of every template kind, dot files included, and nothing compiled
+    source = ROOT / "plugin_template"
+    for kind in KINDS:
+        files = [p for p in (source / kind).rglob("*") if p.is_file()
+                 and "__pycache__" not in p.parts and ".pytest_cache" not in p.parts]
+        assert len(files) >= 8, kind
+        for path in files:
+            assert f"tieline/plugin_template/{path.relative_to(source)}" in names, path
+    assert not [n for n in names if n.startswith("tieline/plugin_template/")
+                and ("__pycache__" in n or n.endswith(".pyc"))]
     assert not [n for n in names if n.startswith(("core/", "plugins/", "schemas/", "tests/"))]
     assert not [n for n in names if n.startswith("tieline/plugins/plugins")]
 
@@ -77,11 +80,16 @@ def test_every_entry_point_loads_in_a_fresh_venv(venv):
         "tieline.core": "loaded", **{name: "loaded" for name in BUNDLED}}
 
 
-def test_fresh_venv_renders_the_plugin_template(venv, tmp_path):
-    run(str(venv / "bin" / "tieline"), "plugin", "new", "acme_matrix", cwd=tmp_path)
-    package = tmp_path / "tieline-acme-matrix" / "acme_matrix"
-    assert sorted(p.name for p in package.iterdir()) == [
-        "__init__.py", "codec.py", "driver.py", "emulator.py"]
+@pytest.mark.parametrize("kind,modules", [
+    ("driver", ["__init__.py", "codec.py", "driver.py", "emulator.py"]),
+    ("api", ["__init__.py", "codec.py", "server.py"]),
+    ("strategy", ["__init__.py", "record.py", "strategy.py"]),
+])
+def test_fresh_venv_renders_the_plugin_templates(venv, tmp_path, kind, modules):
+    run(str(venv / "bin" / "tieline"), "plugin", "new", "acme_thing", "--kind", kind,
+        cwd=tmp_path)
+    package = tmp_path / "tieline-acme-thing" / "acme_thing"
+    assert sorted(p.name for p in package.iterdir()) == modules
 
 
 def test_fresh_venv_serves_the_demo(venv, tmp_path):

@@ -32,9 +32,10 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from tieline import catalog, hookspecs
 from tieline.cli import main as cli_main
-from tieline.node import Node, build_node
+from tieline.node import Node
 from tieline.plugin_manager import Plugins
 from tieline.settings import load_settings
+from tieline.testing import running_node
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -124,8 +125,9 @@ def test_schema_keys_walks_refs_items_and_free_form_objects() -> None:
     ]
 
 
-def _bundled_blocks() -> list[tuple[str, str, dict[str, Any]]]:
-    """(what, dotted prefix, schema) of every settings block the tieline distribution ships."""
+def _bundled_blocks() -> list[tuple[str, str, str, dict[str, Any]]]:
+    """(what, the heading of its section in settings.md, dotted prefix, schema) of every
+    settings block the tieline distribution ships."""
     plugins = Plugins()
 
     def ours(plugin: str) -> bool:
@@ -134,45 +136,63 @@ def _bundled_blocks() -> list[tuple[str, str, dict[str, Any]]]:
     blocks = []
     for name, (plugin, cls) in plugins.drivers().items():
         if ours(plugin):
-            blocks.append((f"driver '{name}'", "routers[]", cls.settings_schema))
+            blocks.append((f"driver '{name}'", f"(`routers[]`, driver `{name}`)", "routers[]",
+                           cls.settings_schema))
     for name, (plugin, cls) in plugins.transports().items():
         if ours(plugin):
-            blocks.append((f"transport '{name}'", "routers[].transport", cls.settings_schema))
+            blocks.append((f"transport '{name}'", f"(`routers[].transport`, type `{name}`)",
+                           "routers[].transport", cls.settings_schema))
     for name, (plugin, cls) in plugins.client_apis().items():
         if ours(plugin):
-            blocks.append((f"client API '{name}'", "apis[]", cls.settings_schema))
+            blocks.append((f"client API '{name}'", f"(`apis[]`, type `{name}`)", "apis[]",
+                           cls.settings_schema))
     for name, (plugin, cls) in plugins.strategies().items():
         if ours(plugin):
-            blocks.append((f"failover strategy '{name}'", "failover",
-                           getattr(cls, "settings_schema", {})))
+            blocks.append((f"failover strategy '{name}'", f"(`failover`, strategy `{name}`)",
+                           "failover", getattr(cls, "settings_schema", {})))
+    for name, (plugin, cls) in plugins.failover_actions().items():
+        if ours(plugin):
+            blocks.append((f"failover action '{name}'", f"(`failover.{name}`)",
+                           f"failover.{name}", cls.settings_schema))
     for key, (plugin, schema) in plugins.settings_schemas().items():
         if ours(plugin):
-            blocks.append((f"settings block '{key}'", "", {"properties": {key: schema}}))
+            blocks.append((f"settings block '{key}'", f"(`{key}`)", "",
+                           {"properties": {key: schema}}))
     return blocks
 
 
-def _documented_keys() -> list[tuple[str, str, dict[str, Any]]]:
-    """(where, dotted key, schema) of every key settings.md must document."""
-    out = []
+def _documented_keys() -> list[tuple[str, str | None, str, dict[str, Any]]]:
+    """(where, section heading or None for the whole file, dotted key, schema) of every key
+    settings.md must document; a plugin's keys are documented in the plugin's section."""
+    out: list[tuple[str, str | None, str, dict[str, Any]]] = []
     for name in SETTINGS_FILES:
         for key, sub in schema_keys(catalog.load("settings", name)).items():
-            out.append((f"schemas/settings/{name}", key, sub))
-    for what, prefix, schema in _bundled_blocks():
+            out.append((f"schemas/settings/{name}", None, key, sub))
+    for what, heading, prefix, schema in _bundled_blocks():
         for key, sub in schema_keys(schema, prefix).items():
-            out.append((what, key, sub))
+            out.append((what, heading, key, sub))
     return out
 
 
 def test_bundled_plugin_blocks_are_found() -> None:
-    found = {what for what, _, _ in _bundled_blocks()}
-    assert {"driver 'simulator'", "transport 'tcp'", "client API 'websocket'"} <= found
+    found = {what for what, _, _, _ in _bundled_blocks()}
+    assert {"driver 'simulator'", "transport 'tcp'", "client API 'websocket'",
+            "failover strategy 'peer_sync'", "failover action 'vip'"} <= found
 
 
 @functools.cache
-def _settings_rows() -> dict[str, str]:
-    """Table rows of settings.md by the dotted key in their first cell."""
+def _settings_rows(heading: str | None) -> dict[str, str]:
+    """Table rows of settings.md by the dotted key in their first cell: in the ``### ``
+    section whose heading ends with ``heading``, or anywhere (the first row) for None."""
+    text = _read("settings.md")
+    if heading is not None:
+        sections = [part for part in text.split("\n### ")[1:]
+                    if part.split("\n", 1)[0].endswith(heading)]
+        if len(sections) != 1:
+            return {}
+        text = sections[0].split("\n## ", 1)[0]
     rows = {}
-    for line in _read("settings.md").splitlines():
+    for line in text.splitlines():
         match = re.match(r"\|\s*`([^`]+)`\s*\|", line)
         if match:
             rows.setdefault(match.group(1), line)
@@ -182,12 +202,14 @@ def _settings_rows() -> dict[str, str]:
 DOCUMENTED_KEYS = _documented_keys()
 
 
-@pytest.mark.parametrize("where,key,schema", DOCUMENTED_KEYS,
-                         ids=[f"{where}:{key}" for where, key, _ in DOCUMENTED_KEYS])
-def test_settings_key_is_documented(where: str, key: str, schema: dict[str, Any]) -> None:
-    rows = _settings_rows()
+@pytest.mark.parametrize("where,heading,key,schema", DOCUMENTED_KEYS,
+                         ids=[f"{where}:{key}" for where, _, key, _ in DOCUMENTED_KEYS])
+def test_settings_key_is_documented(where: str, heading: str | None, key: str,
+                                    schema: dict[str, Any]) -> None:
+    rows = _settings_rows(heading)
+    place = "docs/settings.md" + (f", section '### … {heading}'" if heading else "")
     assert key in rows, (
-        f"{where}: key `{key}` is not documented in docs/settings.md; add a table row whose "
+        f"{where}: key `{key}` is not documented in {place}; add a table row whose "
         f"first cell is `{key}` (type, default, allowed values, meaning)"
     )
     row = rows[key]
@@ -201,7 +223,7 @@ def test_settings_key_is_documented(where: str, key: str, schema: dict[str, Any]
             expected.append((bound, str(schema[bound])))
     missing = [f"{what} {text}" for what, text in expected if text not in row]
     assert not missing, (
-        f"docs/settings.md, row of `{key}` does not give the schema's "
+        f"{place}, row of `{key}` does not give the schema's "
         f"{', '.join(missing)} ({where}):\n{row}"
     )
 
@@ -304,25 +326,6 @@ def test_api_examples_match_their_schemas() -> None:
         assert not errors, f"example {kind} {name} {message} fails its schema: {errors[0].message}"
 
 
-@contextlib.asynccontextmanager
-async def _running(folder: Path) -> AsyncIterator[Node]:
-    node = build_node(folder)
-    task = asyncio.create_task(node.run(), name="docs example node")
-    try:
-        async with asyncio.timeout(10):
-            while not (node.started.is_set()
-                       and all(rt.state.online for rt in node.routing.routers.values())):
-                if task.done():
-                    task.result()
-                await asyncio.sleep(0.01)
-        yield node
-    finally:
-        node.stop()
-        async with asyncio.timeout(10):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-
 class _Conversation:
     """One raw WebSocket connection: requests answered in order, events kept aside."""
 
@@ -383,7 +386,7 @@ async def test_api_examples_are_what_a_real_node_answers(tmp_path: Path) -> None
     gen = _generator()
     folder = tmp_path / "settings"
     _write_example_settings(folder, gen.EXAMPLE_SETTINGS)
-    async with asyncio.timeout(30), _running(folder) as node:
+    async with asyncio.timeout(30), running_node(folder) as node:
         async with _conversation(node) as (talk, hello):
             assert hello["server"].startswith("tieline/")
             assert {**hello, "server": gen.SERVER_HELLO_EXAMPLE["server"]} == \
@@ -424,7 +427,7 @@ async def test_documented_permission_levels_are_enforced(tmp_path: Path) -> None
                 assert hello["ok"], hello
             return await talk.request(request)
 
-    async with asyncio.timeout(30), _running(folder) as node:
+    async with asyncio.timeout(30), running_node(folder) as node:
         for name, schema in sorted(catalog.api_requests().items()):
             level = schema["x-permission-level"]
             if name == "hello":
@@ -562,3 +565,14 @@ def test_every_hook_is_in_the_plugin_guide() -> None:
             if f"{param}:" not in signature and f"{param})" not in signature:
                 problems.append(f"'{heading}': the signature lacks the argument '{param}'")
     assert not problems, "docs/plugins.md: " + "; ".join(problems)
+
+
+async def test_the_plugin_guides_testing_example_runs(tmp_path: Path) -> None:
+    """The example under "Testing your plugin" in docs/plugins.md is a test that passes."""
+    section = _read("plugins.md").split("## Testing your plugin", 1)[1].split("\n## ", 1)[0]
+    (code,) = re.findall(r"```python\n(.*?)```", section, re.S)
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "docs/plugins.md (Testing your plugin)", "exec"), namespace)
+    tests = [v for k, v in namespace.items() if k.startswith("test_") and callable(v)]
+    assert len(tests) == 1
+    await tests[0](tmp_path)

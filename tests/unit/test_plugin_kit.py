@@ -88,11 +88,49 @@ def test_only_plain_substitutions_are_rendered(tmp_path):
 
 
 def test_kinds_and_template_folders_agree():
-    assert KINDS == ("driver",)
+    assert KINDS == ("driver", "api", "strategy")
     for kind in KINDS:
         assert template(kind).joinpath("cookiecutter.json").is_file()
-    with pytest.raises(PluginKitError, match="no plugin template of kind 'api'"):
-        template("api")
+    with pytest.raises(PluginKitError, match="no plugin template of kind 'panel'"):
+        template("panel")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_kind_renders_to_an_installable_package(tmp_path, kind):
+    folder = new_plugin("acme_thing", kind, tmp_path)
+    names = files_of(folder)
+    assert {"README.md", "pyproject.toml", ".gitignore", "acme_thing/__init__.py"} <= set(names)
+    assert any(n.startswith("tests/test_") for n in names)
+    for path in folder.rglob("*"):
+        if path.is_file():
+            text = path.read_text(encoding="utf-8")
+            assert "{{" not in text and "cookiecutter" not in text, path
+            if path.suffix == ".py":
+                ast.parse(text, str(path))
+    pyproject = (folder / "pyproject.toml").read_text()
+    assert '[project.entry-points.tieline]\nacme_thing = "acme_thing"' in pyproject
+    init = ast.parse((folder / "acme_thing" / "__init__.py").read_text())
+    hooks = [f.name for f in init.body if isinstance(f, ast.FunctionDef)]
+    assert hooks and all(h.startswith("tieline_") for h in hooks)  # hookimpls only
+
+
+def test_api_template_files(tmp_path):
+    folder = new_plugin("acme_panel", "api", tmp_path)
+    assert files_of(folder) == [
+        ".gitignore", "README.md", "acme_panel/__init__.py", "acme_panel/codec.py",
+        "acme_panel/server.py", "pyproject.toml", "tests/test_api.py", "tests/test_codec.py"]
+    assert 'name = "acme_panel"' in (folder / "acme_panel" / "server.py").read_text()
+    assert '"type": "acme_panel"' in (folder / "README.md").read_text()
+
+
+def test_strategy_template_files(tmp_path):
+    folder = new_plugin("acme_lock", "strategy", tmp_path)
+    assert files_of(folder) == [
+        ".gitignore", "README.md", "acme_lock/__init__.py", "acme_lock/record.py",
+        "acme_lock/strategy.py", "pyproject.toml", "tests/test_record.py",
+        "tests/test_strategy.py"]
+    assert 'name = "acme_lock"' in (folder / "acme_lock" / "strategy.py").read_text()
+    assert '"strategy": "acme_lock"' in (folder / "README.md").read_text()
 
 
 def test_plugin_new_command(tmp_path, monkeypatch):
@@ -107,8 +145,15 @@ def test_plugin_new_command(tmp_path, monkeypatch):
     assert again.exit_code == 1 and "exists already" in again.output
     bad = runner.invoke(main, ["plugin", "new", "Acme-Matrix"])
     assert bad.exit_code == 1 and "not a lower-case Python identifier" in bad.output
-    kind = runner.invoke(main, ["plugin", "new", "x", "--kind", "strategy"])
-    assert kind.exit_code == 2 and "'strategy' is not 'driver'" in kind.output
+    kind = runner.invoke(main, ["plugin", "new", "x", "--kind", "panel"])
+    assert kind.exit_code == 2 and "'panel' is not one of 'driver', 'api', 'strategy'" in \
+        kind.output
+    strategy = runner.invoke(main, ["plugin", "new", "acme_lock", "--kind", "strategy"])
+    assert strategy.exit_code == 0, strategy.output
+    assert "wrote the strategy plugin 'acme_lock'" in strategy.output
+    assert 'a failover block with "strategy": "acme_lock"' in strategy.output
+    assert "tieline emulate" not in strategy.output
+    assert (tmp_path / "tieline-acme-lock" / "acme_lock" / "strategy.py").exists()
     other = tmp_path / "elsewhere"
     other.mkdir()
     moved = runner.invoke(main, ["plugin", "new", "acme_matrix", "--output", str(other)])

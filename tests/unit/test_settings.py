@@ -275,6 +275,9 @@ def test_disabled_plugin_makes_its_driver_unknown(settings_dir):
     code, out = validate(folder)
     assert code == 1
     assert "$.routers[0].driver: unknown driver 'simulator'" in out
+    assert ("no loaded plugin provides driver 'simulator'; disabled by \"plugins\": "
+            "{\"disabled\": …} in tieline.json: simulator (remove 'simulator' there to use "
+            "it)") in out
 
 
 def test_standby_link_defaults_to_cold_over_serial_only(settings_dir):

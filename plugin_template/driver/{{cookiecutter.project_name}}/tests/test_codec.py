@@ -27,6 +27,7 @@ DEVICE_TRACE = (
     b"PONG\n"
     b"ERROR 1 9 destination 9 out of range (1-3)\n"
     b"ERROR - - unknown message 'FOO'\n"
+    b"ERROR  2   1  source busy\n"  # repeated spaces between fields
 )
 DEVICE_MESSAGES = [
     Size(2, 4, 3),
@@ -35,6 +36,7 @@ DEVICE_MESSAGES = [
     Pong(),
     Error(0, 8, "destination 9 out of range (1-3)"),
     Error(None, None, "unknown message 'FOO'"),
+    Error(1, 0, "source busy"),
 ]
 CONTROLLER_TRACE = b"DUMP\nXPT 1 2 3\nPING\n"
 CONTROLLER_MESSAGES = [Dump(), Xpt(Crosspoint(0, 1, 2)), Ping()]

@@ -15,8 +15,6 @@ from tieline import hookimpl
 from .driver import MatrixDriver
 from .emulator import MatrixEmulator
 
-__version__ = "{{cookiecutter.version}}"
-
 
 @hookimpl
 def tieline_router_drivers() -> list[type]:

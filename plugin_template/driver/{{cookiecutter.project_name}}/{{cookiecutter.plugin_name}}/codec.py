@@ -62,6 +62,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from tieline import Crosspoint, RemoteProtocolError
+from tieline.framing import LineFramer
 
 #: Longest line, in bytes, LF included.
 MAX_LINE = 128
@@ -182,7 +183,7 @@ def _crosspoint(rest: str, keyword: str) -> Crosspoint:
 
 
 def _parse_error(rest: str) -> Message:
-    fields = rest.lstrip(" ").split(" ", 2)
+    fields = rest.split(None, 2)  # the text keeps its own spacing
     if len(fields) < 2:
         raise RemoteProtocolError("ERROR takes <level>|- <dst>|- <text>")
     level, dst = fields[:2]
@@ -234,47 +235,24 @@ class Codec:
 
     def __init__(self, role: Role) -> None:
         self.role = role
-        self._buffer = bytearray()
-        self._skipping = False  #: discarding the rest of an over-long line
+        self._lines = LineFramer(MAX_LINE)  # tieline's bounded line splitter
         peer = Role.DEVICE if role is Role.CONTROLLER else Role.CONTROLLER
         self._parsers = {_KEYWORDS[m]: _PARSERS[m] for m in _SENT_BY[peer]}
 
     # -- receiving -------------------------------------------------------------------------
     def receive_data(self, data: bytes) -> None:
         """Add bytes from the peer; parse them with :meth:`next_event`."""
-        self._buffer += data
+        self._lines.receive_data(data)
 
     def next_event(self) -> Message | None:
         """The next complete message from the peer, or None until more data arrives.
 
         :raises RemoteProtocolError: for a line that breaks the protocol. The line has been
-            consumed; the codec may be used further.
+            consumed (an over-long one is skipped up to its LF); the codec may be used
+            further.
         """
-        buffer = self._buffer
-        while True:
-            end = buffer.find(b"\n")
-            if self._skipping:
-                if end < 0:
-                    buffer.clear()
-                    return None
-                del buffer[: end + 1]
-                self._skipping = False
-                continue
-            if end < 0:
-                if len(buffer) >= MAX_LINE:  # bounded: never buffer more than one line
-                    head = bytes(buffer[:32])
-                    buffer.clear()
-                    self._skipping = True
-                    raise RemoteProtocolError(f"line longer than {MAX_LINE} bytes", head)
-                return None
-            line = bytes(buffer[:end])
-            del buffer[: end + 1]
-            if end + 1 > MAX_LINE:
-                raise RemoteProtocolError(f"line longer than {MAX_LINE} bytes", line[:32])
-            if line.endswith(b"\r"):
-                line = line[:-1]
-            if line.strip(b" "):
-                return self._parse(line)
+        line = self._lines.next_line()  # without its CR LF; blank lines skipped
+        return None if line is None else self._parse(line)
 
     def events(self) -> Iterator[Message]:
         """Every complete message received so far (stops at the first protocol error)."""
