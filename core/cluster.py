@@ -66,10 +66,6 @@ class PeerLinkStrategy(Strategy):
         """The epoch this node announces."""
         return self.node.epochs.epoch
 
-    @property
-    def failover(self) -> Any:
-        return self.node.failover
-
     def is_writer(self) -> bool:
         """Whether this node writes the shared settings (the main)."""
         return self.role is Role.MAIN

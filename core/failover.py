@@ -226,6 +226,16 @@ class Strategy(abc.ABC):
         self.node = node
         self.options = options
 
+    @property
+    def failover(self) -> Failover:
+        """The node's :class:`Failover`: the status, fence and guards the strategy drives."""
+        return self.node.failover
+
+    @property
+    def active(self) -> bool:
+        """Whether this node is active now."""
+        return self.failover.status.state is State.ACTIVE
+
     @classmethod
     def check(cls, options: dict[str, Any]) -> list[tuple[str, str]]:
         """Problems of the ``failover`` block that its schema cannot state, as

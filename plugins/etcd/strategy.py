@@ -183,14 +183,6 @@ class EtcdStrategy(Strategy):
         self._problems: set[str] = set()
 
     # -- helpers ---------------------------------------------------------------------------
-    @property
-    def failover(self) -> Any:
-        return self.node.failover
-
-    @property
-    def active(self) -> bool:
-        return self.failover.status.state is State.ACTIVE
-
     def _document(self) -> bytes:
         return json.dumps({"node": self.me, "role": str(self.role),
                            "api": self.node.api_urls()}).encode()

@@ -135,14 +135,6 @@ class LeaseStrategy(Strategy):
         self.seen_active = False
 
     # -- helpers -------------------------------------------------------------------------
-    @property
-    def failover(self) -> Any:
-        return self.node.failover
-
-    @property
-    def active(self) -> bool:
-        return self.failover.status.state is State.ACTIVE
-
     def _max_epoch(self) -> int:
         return max([self.node.epochs.epoch, *(p.epoch for p in self.peers.values())])
 

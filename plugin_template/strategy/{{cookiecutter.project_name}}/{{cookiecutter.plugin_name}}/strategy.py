@@ -113,14 +113,6 @@ class LockStrategy(Strategy):
         self.fd: int | None = None
         self._said: set[str] = set()  #: problems logged already (each is logged once)
 
-    @property
-    def failover(self) -> Any:
-        return self.node.failover
-
-    @property
-    def active(self) -> bool:
-        return self.failover.status.state is State.ACTIVE
-
     # -- the loop ------------------------------------------------------------------------
     async def run(self) -> None:
         if self.active:  # a standalone node starts active; here, only the holder is
