@@ -39,15 +39,14 @@ class LineFramer:
         self.strip_cr = strip_cr
         self.skip_blank = skip_blank
         self.head = head
-        self._buffer = bytearray()
-        self._start = 0  #: where the unread bytes begin
-        self._scanned = 0  #: unread bytes known to hold no LF
+        self._buffer = bytearray()  # CPython deletes a bytearray's prefix in O(1)
+        self._scanned = 0  #: bytes at the buffer's start known to hold no LF
         self._skipping = False  #: discarding the rest of an over-long line
 
     @property
     def buffered(self) -> int:
         """Bytes received and not yet returned as (or skipped with) a line."""
-        return len(self._buffer) - self._start
+        return len(self._buffer)
 
     def receive_data(self, data: bytes) -> None:
         """Add bytes from the peer; take the lines with :meth:`next_line`."""
@@ -62,25 +61,27 @@ class LineFramer:
         """
         buffer = self._buffer
         while True:
-            end = buffer.find(b"\n", self._start + self._scanned)
+            end = buffer.find(b"\n", self._scanned)
             if end < 0:
                 if self._skipping:
-                    self._drop(len(buffer))
+                    buffer.clear()
+                    self._scanned = 0
                     return None
-                if self.buffered >= self.max_line:
-                    head = bytes(buffer[self._start:self._start + self.head])
-                    self._drop(len(buffer))
+                if len(buffer) >= self.max_line:
+                    head = bytes(buffer[:self.head])
+                    buffer.clear()
+                    self._scanned = 0
                     self._skipping = True
                     raise RemoteProtocolError(f"line longer than {self.max_line} bytes", head)
-                self._scanned = self.buffered
-                self._compact()
+                self._scanned = len(buffer)
                 return None
-            line = bytes(buffer[self._start:end])
-            self._drop(end + 1)
-            if self._skipping:
+            line = bytes(buffer[:end])
+            del buffer[:end + 1]
+            self._scanned = 0
+            if self._skipping:  # the end of an over-long line
                 self._skipping = False
                 continue
-            if len(line) + 1 > self.max_line:
+            if end + 1 > self.max_line:
                 raise RemoteProtocolError(f"line longer than {self.max_line} bytes",
                                           line[:self.head])
             if self.strip_cr and line.endswith(b"\r"):
@@ -88,16 +89,3 @@ class LineFramer:
             if self.skip_blank and not line.strip(b" "):
                 continue
             return line
-
-    def _drop(self, upto: int) -> None:
-        """Forget the buffer's bytes before index ``upto``."""
-        self._start = upto
-        self._scanned = 0
-        if self._start >= len(self._buffer):
-            self._buffer.clear()
-            self._start = 0
-
-    def _compact(self) -> None:
-        if self._start:
-            del self._buffer[:self._start]
-            self._start = 0
