@@ -295,7 +295,8 @@ def plugin_new(name: str, kind: str, output: Path) -> None:
     click.echo(f"  pytest                          # its tests: {_KIND_TESTS[kind]}")
     click.echo(f"  tieline plugins                 # lists '{name}'")
     if kind == "driver":
-        click.echo(f"  tieline emulate {name} --listen 127.0.0.1:7700   # a device without hardware")
+        click.echo(f"  tieline emulate {name} --listen 127.0.0.1:7700   "
+                   "# a device without hardware")
     click.echo(f"  then {_KIND_USE[kind].format(name=name)} (see README.md)")
 
 

@@ -244,7 +244,8 @@ class Plugins:
         which are installed but disabled."""
         failed = self.failures
         disabled = sorted(n for n, info in self.infos.items() if info.status == "disabled")
-        hint = f"no {'loaded' if failed or disabled else 'installed'} plugin provides {kind} '{name}'"
+        which = "loaded" if failed or disabled else "installed"
+        hint = f"no {which} plugin provides {kind} '{name}'"
         if failed:
             hint += "; these plugins failed: " + "; ".join(
                 f"'{n}' ({e})" for n, e in sorted(failed.items()))

@@ -184,7 +184,8 @@ def node_settings(folder: Path, name: str, role: str, port: int, lock: str) -> P
                      "sources": 16, "destinations": 16}],
         "apis": [{"type": "websocket", "listen": f"127.0.0.1:{port}"}],
         "auth": {"loopback_anonymous_level": 2},
-        "failover": {"strategy": NAMES["strategy"], "path": lock, "poll_ms": 50, "backup_grace_ms": 200},
+        "failover": {"strategy": NAMES["strategy"], "path": lock, "poll_ms": 50,
+                     "backup_grace_ms": 200},
     }})
 
 

@@ -123,6 +123,23 @@ def test_api_template_files(tmp_path):
     assert '"type": "acme_panel"' in (folder / "README.md").read_text()
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_cookiecutter_renders_the_same_files(tmp_path, kind):
+    """The templates are real cookiecutter templates: cookiecutter itself writes byte for
+    byte what ``tieline plugin new`` writes."""
+    from cookiecutter.main import cookiecutter
+
+    (tmp_path / "cc").mkdir()
+    (tmp_path / "tl").mkdir()
+    theirs = Path(cookiecutter(str(template(kind)), no_input=True, output_dir=str(tmp_path / "cc"),
+                               extra_context={"plugin_name": "acme_thing", "author": "Ada"}))
+    ours = new_plugin("acme_thing", kind, tmp_path / "tl", values={"author": "Ada"})
+    assert theirs.name == ours.name == "tieline-acme-thing"
+    assert files_of(theirs) == files_of(ours)
+    for name in files_of(ours):
+        assert (theirs / name).read_bytes() == (ours / name).read_bytes(), name
+
+
 def test_strategy_template_files(tmp_path):
     folder = new_plugin("acme_lock", "strategy", tmp_path)
     assert files_of(folder) == [

@@ -4,7 +4,8 @@ The plugin's hook implementations, and nothing else: tieline finds this module t
 the entry point in pyproject.toml (group ``tieline``) and calls the hook below.
 
 * ``tieline_failover_strategies``: the strategy, used by a settings file with
-  ``"failover": {"strategy": "{{cookiecutter.strategy_name}}", "path": "/run/tieline/studio.lock"}``.
+  ``"failover": {"strategy": "{{cookiecutter.strategy_name}}",
+  "path": "/run/tieline/studio.lock"}``.
 """
 
 from __future__ import annotations

@@ -61,7 +61,8 @@ log = logging.getLogger(__name__)
 
 
 class LockStrategy(Strategy):
-    """``"failover": {"strategy": "{{cookiecutter.strategy_name}}", "path": "/run/tieline/studio.lock"}``."""
+    """The strategy of ``"failover": {"strategy": "{{cookiecutter.strategy_name}}",
+    "path": "/run/tieline/studio.lock"}``."""
 
     name = "{{cookiecutter.strategy_name}}"
     settings_schema: ClassVar[dict[str, Any]] = {
