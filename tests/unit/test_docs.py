@@ -564,6 +564,15 @@ def test_every_hook_is_in_the_plugin_guide() -> None:
         for param in inspect.signature(function).parameters:
             if f"{param}:" not in signature and f"{param})" not in signature:
                 problems.append(f"'{heading}': the signature lacks the argument '{param}'")
+        if "Called" not in section:
+            problems.append(f"'{heading}' does not say when it is called ('Called …')")
+        if not re.search(r"\bReturns?\b|\breturn\b", section):
+            problems.append(f"'{heading}' does not say what to return")
+        examples = [block for block in re.findall(r"```python\n(.*?)```", section, re.S)
+                    if "@hookimpl" in block and f"def {name}(" in block]
+        if not examples:
+            problems.append(f"'{heading}' has no example (a python block with @hookimpl "
+                            f"and def {name}(…))")
     assert not problems, "docs/plugins.md: " + "; ".join(problems)
 
 
