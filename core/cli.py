@@ -277,14 +277,23 @@ def plugin() -> None:
               help="What the plugin provides.")
 @click.option("--output", metavar="DIR", type=click.Path(file_okay=False, path_type=Path),
               default=Path("."), help="Write the project folder here (default: here).")
-def plugin_new(name: str, kind: str, output: Path) -> None:
+@click.option("--set", "values", metavar="KEY=VALUE", multiple=True,
+              help="A template value (author, version, description, project_name …); "
+                   "repeatable.")
+def plugin_new(name: str, kind: str, output: Path, values: tuple[str, ...]) -> None:
     """Render a new plugin package NAME (a lower-case Python name, e.g. acme_matrix)."""
     from .plugin_kit import PluginKitError, new_plugin
 
     if not output.is_dir():
         raise click.UsageError(f"--output {output}: no such folder")
+    given: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.UsageError(f"--set {item}: write KEY=VALUE, e.g. --set author='Ada L.'")
+        given[key.strip()] = value
     try:
-        folder = new_plugin(name, kind, output)
+        folder = new_plugin(name, kind, output, values=given)
     except PluginKitError as exc:
         click.echo(f"tieline: {exc}", err=True)
         sys.exit(1)

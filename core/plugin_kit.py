@@ -33,6 +33,8 @@ _EXPRESSION = re.compile(
     r"(?:\.replace\(\s*'([^'\\]*)'\s*,\s*'([^'\\]*)'\s*\))?\s*\}\}"
 )
 _NAME = re.compile(r"[a-z][a-z0-9_]*")
+#: a value given for a template key: it goes into TOML and Python strings and Markdown
+_VALUE = re.compile(r"(?!.*\{\{)[^\x00-\x1f\x7f\"\\]*")
 _SKIPPED = {"__pycache__", ".pytest_cache"}
 
 
@@ -108,7 +110,11 @@ def render(folder: Traversable, destination: Path, values: Mapping[str, str]) ->
     if len(roots) != 1:
         raise PluginKitError(f"template {folder}: expected one {{{{cookiecutter.…}}}} folder")
     root = roots[0]
-    target = Path(destination) / substitute(root.name, context, root.name)
+    project = substitute(root.name, context, root.name)
+    if project in ("", ".", "..") or "/" in project or not project.isprintable():
+        raise PluginKitError(f"project_name {project!r} is not a folder name; use letters, "
+                             "digits, dashes and underscores, e.g. 'tieline-acme-matrix'")
+    target = Path(destination) / project
     if target.exists():
         raise PluginKitError(f"{target} exists already; nothing was written. Remove it or "
                              "render elsewhere (--output DIR)")
@@ -145,4 +151,13 @@ def new_plugin(name: str, kind: str = "driver", output: Path | str = ".",
     :returns: the new project folder.
     """
     check_name(name)
-    return render(template(kind), Path(output), {**(values or {}), "plugin_name": name})
+    values = dict(values or {})
+    if values.get("plugin_name", name) != name:
+        raise PluginKitError(f"plugin_name is the plugin's NAME ({name!r}); do not set it "
+                             "apart")
+    for key, value in values.items():
+        if not _VALUE.fullmatch(value):
+            raise PluginKitError(
+                f"value of {key!r} ({value!r}) cannot go into the files: use printable text "
+                "without double quotes, backslashes or braces '{{'")
+    return render(template(kind), Path(output), {**values, "plugin_name": name})

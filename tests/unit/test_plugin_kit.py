@@ -49,6 +49,23 @@ def test_values_override_the_defaults(tmp_path):
         new_plugin("studio_y", output=tmp_path, values={"colour": "red"})
 
 
+@pytest.mark.parametrize("values,words", [
+    ({"author": 'Ada "the" L.'}, "without double quotes"),
+    ({"description": "a\nb"}, "printable text"),
+    ({"author": "C:\\x"}, "backslashes"),
+    ({"author": "{{cookiecutter.version}}"}, "braces"),
+    ({"project_name": "../outside"}, "not a folder name"),
+    ({"project_name": ".."}, "not a folder name"),
+    ({"plugin_name": "other"}, "plugin_name is the plugin's NAME"),
+])
+def test_values_that_would_break_the_files_are_refused(tmp_path, values, words):
+    (tmp_path / "out").mkdir()
+    with pytest.raises(PluginKitError, match=words):
+        new_plugin("studio_z", output=tmp_path / "out", values=values)
+    assert list(tmp_path.iterdir()) == [tmp_path / "out"]
+    assert list((tmp_path / "out").iterdir()) == []
+
+
 @pytest.mark.parametrize("name", ["Acme", "acme-matrix", "1acme", "_acme", "", "class",
                                   "acme matrix", "tieline", "acme.matrix"])
 def test_bad_names_are_refused(tmp_path, name):
@@ -171,6 +188,15 @@ def test_plugin_new_command(tmp_path, monkeypatch):
     assert 'a failover block with "strategy": "acme_lock"' in strategy.output
     assert "tieline emulate" not in strategy.output
     assert (tmp_path / "tieline-acme-lock" / "acme_lock" / "strategy.py").exists()
+    valued = runner.invoke(main, ["plugin", "new", "acme_vals", "--set", "author=Ada L.",
+                                  "--set", "version=2.1.0"])
+    assert valued.exit_code == 0, valued.output
+    pyproject = (tmp_path / "tieline-acme-vals" / "pyproject.toml").read_text()
+    assert 'version = "2.1.0"' in pyproject and '{ name = "Ada L." }' in pyproject
+    malformed = runner.invoke(main, ["plugin", "new", "acme_vals2", "--set", "author"])
+    assert malformed.exit_code == 2 and "write KEY=VALUE" in malformed.output
+    unknown = runner.invoke(main, ["plugin", "new", "acme_vals3", "--set", "colour=red"])
+    assert unknown.exit_code == 1 and "the template has no key(s) colour" in unknown.output
     other = tmp_path / "elsewhere"
     other.mkdir()
     moved = runner.invoke(main, ["plugin", "new", "acme_matrix", "--output", str(other)])
