@@ -121,6 +121,9 @@ async def test_a_removed_or_replaced_lock_file_stops_the_active_node(tmp_path, c
         await until(lambda: changes[-2:] == [State.STANDBY, State.ACTIVE])
         assert main.status.epoch == first_epoch + 1
         assert "was removed or replaced" in caplog.text
+        if how == "replaced":  # a new file while the old one was open: a new inode, so
+            # it waited a fence window before acting, in case another node held the old one
+            assert "was replaced since 'tl-a' locked it; waiting 1.0 s" in caplog.text
 
 
 def test_a_relative_lock_path_is_refused_naming_the_key(tmp_path):

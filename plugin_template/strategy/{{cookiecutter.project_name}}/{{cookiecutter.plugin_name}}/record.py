@@ -13,7 +13,9 @@ The file is JSON::
 
 ``url`` is null when the holder serves no WebSocket API. ``file`` names the lock file the
 holder locked (device and inode numbers): a node that locks another file at the same path
-knows that the file was replaced since.
+knows that the file was replaced since. (The system reuses an inode number only once no
+process holds the old file open, so a match means that no earlier holder can still hold a
+lock on another file.)
 """
 
 from __future__ import annotations

@@ -19,13 +19,14 @@ The algorithm, all of it:
   record atomically and becomes active.
 * **Active.** Every ``poll_ms`` the active node checks that the file at ``path`` is still
   the file it locked. Someone may have deleted or replaced it, and then another node could
-  lock the new file. Each check that passes moves its fence (``failover.fence_until``) to
-  two polls ahead. A node whose check did not run in time (the process was frozen)
-  refuses requests until its next check passes. A node that finds the file gone stops
-  being active at once.
+  lock the new file. Each check that passes moves its fence (``failover.fence_until``)
+  one *fence window* ahead: two polls, and at least :data:`MIN_FENCE_S`, so that a busy
+  event loop does not refuse requests. A node whose check did not run in time (the
+  process was frozen) refuses requests until its next check passes. A node that finds
+  the file gone stops being active at once.
 * **A node that locked another file** than the one the record names (the file was
-  removed or replaced since the last holder took it) waits two polls before it acts. By
-  then that holder has checked, or its fence has run out.
+  removed or replaced since the last holder took it) waits one fence window before it
+  acts. By then that holder has checked, or its fence has run out.
 * **Stopping.** The node stops acting first, then lets the lock go. The next node takes
   over within one ``poll_ms``.
 
@@ -58,6 +59,9 @@ if TYPE_CHECKING:
     from tieline.node import Node
 
 log = logging.getLogger(__name__)
+
+#: the shortest fence window, in seconds (see the module docstring)
+MIN_FENCE_S = 1.0
 
 
 class LockStrategy(Strategy):
@@ -107,6 +111,7 @@ class LockStrategy(Strategy):
         self.poll_s: float = options.get("poll_ms", 200) / 1000
         self.grace_s: float = options.get("backup_grace_ms", 1000) / 1000
         self.connect_timeout_s: float = options.get("connect_timeout_ms", 5000) / 1000
+        self.fence_s = max(2 * self.poll_s, MIN_FENCE_S)
         self.me = node.settings.node_name
         self.role = node.settings.role
         self.clock = node.failover.clock
@@ -161,8 +166,10 @@ class LockStrategy(Strategy):
         file = f"{stat.st_dev}:{stat.st_ino}"
         if previous is not None and previous.file != file:
             # the file was replaced since the last holder locked it, and that holder may
-            # not have noticed yet: give it two polls to check (or its fence to run out)
-            await asyncio.sleep(2 * self.poll_s)
+            # not have noticed yet: give it time to check (or its fence to run out)
+            log.warning("%s was replaced since '%s' locked it; waiting %.1f s before "
+                        "taking over", self.path, previous.node, self.fence_s)
+            await asyncio.sleep(self.fence_s)
         if not await self.node.connect_all_links(self.connect_timeout_s):
             self._say("reach", "not taking over: this node does not reach every router "
                                f"(offline: {', '.join(self.node.offline_routers())}); "
@@ -178,7 +185,7 @@ class LockStrategy(Strategy):
         write_json_atomic(self.record_path,
                           Holder(self.me, str(self.role), epoch, urls[0] if urls else None,
                                  file).to_json(), keep_previous=False)
-        self.failover.fence_until = self.clock() + 2 * self.poll_s
+        self.failover.fence_until = self.clock() + self.fence_s
         self.failover.update(state=State.ACTIVE, epoch=epoch, active=None)
         log.warning("this node is now active (epoch %d): it holds the lock on %s",
                     epoch, self.path)
@@ -207,7 +214,7 @@ class LockStrategy(Strategy):
     # -- active --------------------------------------------------------------------------
     async def _check_held(self) -> None:
         if self._still_ours():
-            self.failover.fence_until = self.clock() + 2 * self.poll_s
+            self.failover.fence_until = self.clock() + self.fence_s
         else:
             await self._let_go(f"the lock file {self.path} was removed or replaced; never "
                                "remove it while nodes run")
