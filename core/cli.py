@@ -276,16 +276,15 @@ def plugin() -> None:
 @click.option("--kind", type=click.Choice(PLUGIN_KINDS), default="driver", show_default=True,
               help="What the plugin provides.")
 @click.option("--output", metavar="DIR", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("."), help="Write the project folder here (default: here).")
+              default=Path("."),
+              help="Write the project folder here, created if needed (default: here).")
 @click.option("--set", "values", metavar="KEY=VALUE", multiple=True,
               help="A template value (author, version, description, project_name …); "
                    "repeatable.")
 def plugin_new(name: str, kind: str, output: Path, values: tuple[str, ...]) -> None:
     """Render a new plugin package NAME (a lower-case Python name, e.g. acme_matrix)."""
-    from .plugin_kit import PluginKitError, new_plugin
+    from .plugin_kit import PluginKitError, check_name, new_plugin
 
-    if not output.is_dir():
-        raise click.UsageError(f"--output {output}: no such folder")
     given: dict[str, str] = {}
     for item in values:
         key, sep, value = item.partition("=")
@@ -293,7 +292,13 @@ def plugin_new(name: str, kind: str, output: Path, values: tuple[str, ...]) -> N
             raise click.UsageError(f"--set {item}: write KEY=VALUE, e.g. --set author='Ada L.'")
         given[key.strip()] = value
     try:
+        check_name(name)  # before --output is created
+        output.mkdir(parents=True, exist_ok=True)
         folder = new_plugin(name, kind, output, values=given)
+    except OSError as exc:
+        click.echo(f"tieline: cannot write the plugin into {output}: {exc.strerror or exc}"
+                   f"{f' ({exc.filename})' if exc.filename else ''}", err=True)
+        sys.exit(1)
     except PluginKitError as exc:
         click.echo(f"tieline: {exc}", err=True)
         sys.exit(1)

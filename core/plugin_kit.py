@@ -19,6 +19,7 @@ import json
 import keyword
 import re
 from collections.abc import Mapping
+from importlib.metadata import entry_points
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -44,7 +45,10 @@ class PluginKitError(TielineError):
 
 def check_name(name: str) -> str:
     """``name`` if it can name a plugin's Python package, else raise PluginKitError."""
-    if not _NAME.fullmatch(name) or keyword.iskeyword(name):
+    if keyword.iskeyword(name):
+        raise PluginKitError(f"plugin name {name!r} is a Python keyword and cannot name a "
+                             "package; choose another, e.g. 'acme_matrix'")
+    if not _NAME.fullmatch(name):
         raise PluginKitError(
             f"plugin name {name!r} is not a lower-case Python identifier; use letters, digits "
             "and underscores, starting with a letter, e.g. 'acme_matrix'"
@@ -151,6 +155,12 @@ def new_plugin(name: str, kind: str = "driver", output: Path | str = ".",
     :returns: the new project folder.
     """
     check_name(name)
+    for ep in entry_points(group="tieline"):
+        if ep.name == name:
+            owner = ep.dist.name if ep.dist else "another distribution"
+            raise PluginKitError(f"plugin name {name!r} is taken by the installed plugin of "
+                                 f"'{owner}' (tieline plugins lists it); choose another, "
+                                 "e.g. 'acme_matrix'")
     values = dict(values or {})
     if values.get("plugin_name", name) != name:
         raise PluginKitError(f"plugin_name is the plugin's NAME ({name!r}); do not set it "

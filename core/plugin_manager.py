@@ -83,25 +83,45 @@ class Plugins:
 
     # -- loading -----------------------------------------------------------------------
     def _load_entry_points(self) -> None:
-        seen: set[str] = set()
+        chosen: dict[str, importlib.metadata.EntryPoint] = {}
+        clashes: list[tuple[importlib.metadata.EntryPoint, str]] = []
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-            if ep.name in seen:  # the same distribution visible twice on sys.path
-                continue
-            seen.add(ep.name)
             dist = ep.dist.name if ep.dist else "?"
-            version = ep.dist.version if ep.dist else "?"
-            info = PluginInfo(ep.name, dist, version)
-            self.infos[ep.name] = info
-            if ep.name in self.disabled:
-                self.pm.set_blocked(ep.name)
-                info.status = "disabled"
+            first = chosen.get(ep.name)
+            if first is None:
+                chosen[ep.name] = ep
                 continue
-            try:
-                plugin = ep.load()
-            except Exception as exc:  # any import-time failure of third-party code
-                self._fail(ep.name, f"failed to import {ep.value}: {type(exc).__name__}: {exc}")
+            first_dist = first.dist.name if first.dist else "?"
+            if first_dist == dist:  # the same distribution visible twice on sys.path
                 continue
-            self.register(plugin, ep.name, info)
+            if dist == "tieline":  # a bundled plugin keeps its name
+                chosen[ep.name], ep, dist = ep, first, first_dist
+            clashes.append((ep, chosen[ep.name].dist.name if chosen[ep.name].dist else "?"))
+        for ep in chosen.values():
+            self._load(ep)
+        for ep, owner in clashes:  # never silently hidden: listed as failed, saying why
+            dist = ep.dist.name if ep.dist else "?"
+            key = f"{ep.name} ({dist})"
+            self.infos[key] = PluginInfo(key, dist, ep.dist.version if ep.dist else "?")
+            self._fail(key, f"not loaded: the plugin name '{ep.name}' is already used by the "
+                            f"distribution '{owner}'; rename this plugin's entry point in the "
+                            "group 'tieline' (its pyproject.toml) and reinstall it")
+
+    def _load(self, ep: importlib.metadata.EntryPoint) -> None:
+        dist = ep.dist.name if ep.dist else "?"
+        version = ep.dist.version if ep.dist else "?"
+        info = PluginInfo(ep.name, dist, version)
+        self.infos[ep.name] = info
+        if ep.name in self.disabled:
+            self.pm.set_blocked(ep.name)
+            info.status = "disabled"
+            return
+        try:
+            plugin = ep.load()
+        except Exception as exc:  # any import-time failure of third-party code
+            self._fail(ep.name, f"failed to import {ep.value}: {type(exc).__name__}: {exc}")
+            return
+        self.register(plugin, ep.name, info)
 
     def register(self, plugin: object, name: str, info: PluginInfo | None = None) -> None:
         """Register a plugin object by hand (tests, embedded use)."""

@@ -63,6 +63,13 @@ def test_wheel_layout(wheel):
                 and ("__pycache__" in n or n.endswith(".pyc"))]
     assert not [n for n in names if n.startswith(("core/", "plugins/", "schemas/", "tests/"))]
     assert not [n for n in names if n.startswith("tieline/plugins/plugins")]
+    # nothing that is not in the source (a stale build/ folder would add it)
+    shipped = {n.split("/")[2] for n in names
+               if n.startswith("tieline/plugins/") and n.count("/") >= 3}
+    assert shipped == {p.name for p in (ROOT / "plugins").iterdir()
+                       if (p / "__init__.py").is_file()}
+    modules = {n.split("/")[1] for n in names if n.startswith("tieline/") and n.count("/") == 1}
+    assert modules == {p.name for p in (ROOT / "core").glob("*.py")}
 
 
 def test_every_entry_point_loads_in_a_fresh_venv(venv):

@@ -5,9 +5,10 @@ The walk-through marks its code blocks with an HTML comment on the line before t
 - ``<!-- excerpt: FILE -->``: the block is a verbatim part of FILE (a path inside the
   rendered project ``tieline-acme-matrix/``): its lines appear in the file, contiguous and
   in order (trailing spaces aside);
-- ``<!-- change: FILE -->``: the block is a diff of FILE, hunks separated by lines starting
-  with ``@@``; every hunk's old lines (context and ``-``) appear in the file exactly once.
-  Applied in the page's order, the changes give a plugin whose own tests pass;
+- ``<!-- change: FILE -->``: the block is a unified diff of FILE (``--- a/FILE``,
+  ``+++ b/FILE``, hunks with ``@@`` headers); every hunk's old lines (context and ``-``)
+  appear in the file exactly once, and ``git apply`` takes it as it is. Applied in the
+  page's order, the changes give a plugin whose own tests pass;
 - ``<!-- output-of: COMMAND -->``: the block is what COMMAND prints (checked where the
   output does not depend on the machine).
 
@@ -93,9 +94,14 @@ def hunks(block: Block) -> list[tuple[list[str], list[str]]]:
     out: list[tuple[list[str], list[str]]] = []
     old: list[str] = []
     new: list[str] = []
-    for number, line in enumerate(block.lines, block.line + 1):
+    assert block.marker is not None
+    header = [f"--- a/{block.marker[1]}", f"+++ b/{block.marker[1]}"]
+    assert list(block.lines[:2]) == header, (
+        f"{block.where}: a change block is a unified diff that starts with {header}")
+    for number, line in enumerate(block.lines[2:], block.line + 3):
         if line.startswith("@@"):
-            out.append((old, new))
+            if old or new:
+                out.append((old, new))
             old, new = [], []
             continue
         sign, rest = (line[:1], line[1:]) if line else (" ", "")
@@ -186,6 +192,26 @@ def test_the_worked_example_applies_and_its_tests_pass(
         "the plugin changed as docs/first-driver.md says fails its tests:\n"
         + run.stdout[-4000:] + run.stderr[-2000:]
     )
+
+
+def test_git_apply_takes_the_changes_as_shown(
+        doc: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """An integrator saves each change block to a file and runs ``git apply`` on it: the
+    result is the same as the changes made by their context."""
+    by_tool = new_plugin(NAME, "driver", tmp_path_factory.mktemp("git_apply"))
+    by_context = new_plugin(NAME, "driver", tmp_path_factory.mktemp("by_context"))
+    for number, block in enumerate(_marked(doc, "change")):
+        patch = by_tool.parent / f"change-{number}.diff"
+        patch.write_text("\n".join(block.lines) + "\n", encoding="utf-8")
+        applied = subprocess.run(["git", "apply", "--verbose", str(patch)], cwd=by_tool,
+                                 capture_output=True, text=True, timeout=60)
+        assert applied.returncode == 0, f"{block.where}: git apply refuses it:\n" \
+                                        f"{applied.stderr}"
+        apply_change(by_context, block)
+    for path in sorted(by_context.rglob("*")):
+        if path.is_file():
+            mine = by_tool / path.relative_to(by_context)
+            assert mine.read_bytes() == path.read_bytes(), path.relative_to(by_context)
 
 
 def test_shown_output_of_plugin_new_is_what_it_prints(

@@ -74,6 +74,17 @@ def test_bad_names_are_refused(tmp_path, name):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("name,words", [
+    ("class", "is a Python keyword"),
+    ("videohub", "is taken by the installed plugin of 'tieline'"),
+    ("thirdparty_example", "is taken by the installed plugin of 'tieline-thirdparty-example'"),
+])
+def test_keywords_and_installed_plugin_names_are_refused(tmp_path, name, words):
+    with pytest.raises(PluginKitError, match=words):
+        new_plugin(name, output=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_an_existing_folder_is_never_overwritten(tmp_path):
     folder = new_plugin("acme_matrix", output=tmp_path)
     (folder / "acme_matrix" / "codec.py").write_text("# mine\n")
@@ -177,8 +188,9 @@ def test_plugin_new_command(tmp_path, monkeypatch):
     assert (tmp_path / "tieline-acme-matrix" / "acme_matrix" / "driver.py").exists()
     again = runner.invoke(main, ["plugin", "new", "acme_matrix"])
     assert again.exit_code == 1 and "exists already" in again.output
-    bad = runner.invoke(main, ["plugin", "new", "Acme-Matrix"])
+    bad = runner.invoke(main, ["plugin", "new", "Acme-Matrix", "--output", "never"])
     assert bad.exit_code == 1 and "not a lower-case Python identifier" in bad.output
+    assert not (tmp_path / "never").exists()
     kind = runner.invoke(main, ["plugin", "new", "x", "--kind", "panel"])
     assert kind.exit_code == 2 and "'panel' is not one of 'driver', 'api', 'strategy'" in \
         kind.output
@@ -197,8 +209,7 @@ def test_plugin_new_command(tmp_path, monkeypatch):
     assert malformed.exit_code == 2 and "write KEY=VALUE" in malformed.output
     unknown = runner.invoke(main, ["plugin", "new", "acme_vals3", "--set", "colour=red"])
     assert unknown.exit_code == 1 and "the template has no key(s) colour" in unknown.output
-    other = tmp_path / "elsewhere"
-    other.mkdir()
+    other = tmp_path / "elsewhere" / "deeper"  # created
     moved = runner.invoke(main, ["plugin", "new", "acme_matrix", "--output", str(other)])
     assert moved.exit_code == 0, moved.output
     assert (other / "tieline-acme-matrix" / "pyproject.toml").exists()

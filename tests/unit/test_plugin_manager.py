@@ -157,3 +157,40 @@ def test_policy_plugin_that_raises_refuses_with_its_name(extra_dists):
     reason = plugins.route_requested(object())
     assert reason == ("policy plugin 'bad_policy' failed: ValueError: policy database "
                       "unreachable")
+
+
+def test_a_third_party_plugin_never_hides_a_bundled_one_of_the_same_name(extra_dists, caplog):
+    """A distribution whose entry point takes a bundled plugin's name (prepended on
+    sys.path, so found first) is listed as failed, and the bundled plugin still loads."""
+    extra_dists("tieline-videohub", "my_videohub", """
+        from tieline import hookimpl
+
+        @hookimpl
+        def tieline_router_drivers():
+            return []
+    """, entry="videohub")
+    with caplog.at_level(logging.ERROR):
+        plugins = Plugins()
+    bundled = plugins.infos["videohub"]
+    assert (bundled.distribution, bundled.status) == ("tieline", "loaded")
+    assert "videohub" in plugins.drivers() and "videohub" in plugins.client_apis()
+    clash = plugins.infos["videohub (tieline-videohub)"]
+    assert clash.status == "failed"
+    assert clash.error == (
+        "not loaded: the plugin name 'videohub' is already used by the distribution "
+        "'tieline'; rename this plugin's entry point in the group 'tieline' (its "
+        "pyproject.toml) and reinstall it")
+    assert "plugin 'videohub (tieline-videohub)'" in caplog.text
+
+
+def test_two_third_party_plugins_of_one_name_the_first_loads(extra_dists):
+    extra_dists("tieline-acme-one", "acme_one", "", entry="acme")
+    extra_dists("tieline-acme-two", "acme_two", "", entry="acme")
+    plugins = Plugins()
+    first, second = plugins.infos["acme"], [
+        info for key, info in plugins.infos.items() if key.startswith("acme (")]
+    assert first.status == "loaded"
+    (other,) = second
+    assert other.status == "failed" and {first.distribution, other.distribution} == {
+        "tieline-acme-one", "tieline-acme-two"}
+    assert f"already used by the distribution '{first.distribution}'" in other.error

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 
 class MatrixEmulator(DeviceEmulator):
-    """A {{cookiecutter.driver_name}} router of any size.
+    """An emulated {{cookiecutter.driver_name}} router, of any size.
 
     Initially destination ``d`` is fed by source ``d % sources`` on every level.
 

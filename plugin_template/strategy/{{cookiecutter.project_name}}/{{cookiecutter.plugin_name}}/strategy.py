@@ -117,6 +117,8 @@ class LockStrategy(Strategy):
         self.clock = node.failover.clock
         #: the open lock file while this node holds the lock
         self.fd: int | None = None
+        #: the holder this standby node last reported following
+        self._following: Holder | None = None
         self._said: set[str] = set()  #: problems logged already (each is logged once)
 
     # -- the loop ------------------------------------------------------------------------
@@ -187,8 +189,11 @@ class LockStrategy(Strategy):
                                  file).to_json(), keep_previous=False)
         self.failover.fence_until = self.clock() + self.fence_s
         self.failover.update(state=State.ACTIVE, epoch=epoch, active=None)
-        log.warning("this node is now active (epoch %d): it holds the lock on %s",
-                    epoch, self.path)
+        self._following = None
+        took_over = previous is not None and previous.node != self.me
+        log.log(logging.WARNING if took_over else logging.INFO,
+                "this node is now active (epoch %d): it holds the lock on %s%s", epoch,
+                self.path, f", after '{previous.node}'" if took_over and previous else "")
 
     def _follow(self) -> None:
         """Show where the active node is, from the holder record."""
@@ -200,6 +205,10 @@ class LockStrategy(Strategy):
         if holder.role == "main":
             changes["main"] = holder.url
         self.failover.update(**changes)
+        if holder != self._following:
+            self._following = holder
+            log.info("standby: '%s' holds the lock on %s (epoch %d, clients go to %s)",
+                     holder.node, self.path, holder.epoch, holder.url or "no URL")
 
     def _read_record(self) -> Holder | None:
         try:
