@@ -261,6 +261,24 @@ def is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, (LinkError, RemoteProtocolError, OSError, TimeoutError, EOFError))
 
 
+#: bytes of one chunk that the debug log shows
+WIRE_DUMP_BYTES = 256
+
+
+def wire_dump(data: bytes, limit: int = WIRE_DUMP_BYTES) -> str:
+    """Bytes on a device line as the debug log shows them: the count, hex, and the same
+    bytes as ASCII between bars (``.`` for a byte that is not printable), at most ``limit``
+    of them.
+
+    >>> wire_dump(b"DUMP\\r\\n")
+    '6 bytes: 44 55 4d 50 0d 0a |DUMP..|'
+    """
+    shown = data[:limit]
+    text = "".join(chr(b) if 0x20 <= b < 0x7f else "." for b in shown)
+    more = f" … (+{len(data) - limit} bytes)" if len(data) > limit else ""
+    return f"{len(data)} bytes: {shown.hex(' ')} |{text}|{more}"
+
+
 class DeviceLink:
     """Runs one driver's session over its transport for as long as the node runs.
 
@@ -349,7 +367,7 @@ class DeviceLink:
         if not data:
             return
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("router '%s' >> %s", self.router, data[:256].hex(" "))
+            log.debug("router '%s' >> %s", self.router, wire_dump(data))
         try:
             stream.write(data)
             async with asyncio.timeout(self.write_timeout_s):
@@ -455,7 +473,7 @@ class DeviceLink:
                     raise LinkError("the device closed the connection")
                 last_rx = now
                 if log.isEnabledFor(logging.DEBUG):
-                    log.debug("router '%s' << %s", self.router, data[:256].hex(" "))
+                    log.debug("router '%s' << %s", self.router, wire_dump(data))
                 self._deliver(session.receive_data(data, now))
             else:
                 if now >= last_rx + driver.keepalive_timeout_s:
