@@ -38,35 +38,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from tieline.cluster import PeerLinkStrategy, PeerView
 from tieline.errors import ReadOnly, Refused, TielineError
-from tieline.events import SettingsChanged
-from tieline.failover import Role, State, Strategy, peer_link_schema
-from tieline.peerlink import PeerLink, load_cluster_key
-from tieline.replication import SettingsReplicator
+from tieline.failover import Role, State, peer_link_schema
 from tieline.transports import parse_hostport
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class PeerView:
-    """What a node knows of one peer from its last heartbeat."""
-
-    address: str
-    name: str = ""
-    role: str = ""
-    state: str = ""
-    epoch: int = 0
-    api: tuple[str, ...] = ()
-    routers_online: bool = False
-    settings_version: int = 0
-    heard: float = float("-inf")  #: monotonic time of the last heartbeat
-
-
-class LeaseStrategy(Strategy):
+class LeaseStrategy(PeerLinkStrategy):
     """``"failover": {"strategy": "lease", …}``."""
 
     name = "lease"
@@ -105,17 +87,11 @@ class LeaseStrategy(Strategy):
 
     def __init__(self, node: Any, options: dict[str, Any]) -> None:
         super().__init__(node, options)
-        self.heartbeat_s = options.get("heartbeat_ms", 250) / 1000
         self.renew_s = options.get("renew_deadline_ms", 1500) / 1000
         self.lease_s = options.get("lease_ms", 2500) / 1000
         self.connect_timeout_s = options.get("connect_timeout_ms", 2000) / 1000
         self.hold_down_s = float(options.get("hold_down_s", 60))
         self.auto_switch_back = options.get("switch_back", "auto") == "auto"
-        self.role = node.settings.role
-        self.clock = node.failover.clock
-        self.peers: dict[str, PeerView] = {a: PeerView(a) for a in options["peers"]}
-        self.link: PeerLink | None = None
-        self.replicator = SettingsReplicator(node)
         self.started_at = self.clock()
         self.last_tick = self.clock()
         self.revalidating_since: float | None = None
@@ -134,117 +110,32 @@ class LeaseStrategy(Strategy):
         #: an active peer was heard since this node started (no cold-start tie to break)
         self.seen_active = False
 
-    # -- helpers -------------------------------------------------------------------------
-    def _max_epoch(self) -> int:
-        return max([self.node.epochs.epoch, *(p.epoch for p in self.peers.values())])
+    # -- the peer link (PeerLinkStrategy does the rest) ------------------------------------
+    def heartbeat_epoch(self) -> int:
+        """The epoch under which this node is active, else the highest seen."""
+        return self.my_epoch if self.my_epoch is not None else self.node.epochs.epoch
 
-    def _heard(self, peer: PeerView, within: float) -> bool:
-        return self.clock() - peer.heard <= within
+    def link_timeout_s(self) -> float:
+        return self.lease_s
 
-    def _main_address(self) -> str | None:
-        for peer in self.peers.values():
-            if peer.role == "main":
-                return (peer.api[0] if peer.api else None) or peer.address
-        return None
-
-    def heartbeat(self) -> dict[str, Any]:
-        status = self.failover.status
-        return {
-            "type": "heartbeat", "role": str(status.role), "state": str(status.state),
-            "epoch": self.my_epoch if self.my_epoch is not None else self.node.epochs.epoch,
-            "api": self.node.api_urls(),
-            "routers_online": self.node.routers_online(),
-            "settings_version": self.replicator.version,
-        }
-
-    # -- the peer link -------------------------------------------------------------------
-    async def _on_message(self, peer: Any, message: dict[str, Any]) -> dict[str, Any] | None:
-        view = self.peers.get(peer.address)
-        if view is None:
-            return None
-        epoch = message.get("epoch")
-        mtype = message.get("type")
-        if isinstance(epoch, int) and epoch < self._max_epoch() and mtype in ("settings",):
-            log.warning("refusing %s from %s: epoch %d is lower than %d", mtype, view.address,
-                        epoch, self._max_epoch())
-            return None
-        if mtype == "heartbeat":
-            view.name = str(message.get("node", view.name))
-            view.role = str(message.get("role", ""))
-            view.state = str(message.get("state", ""))
-            view.epoch = int(epoch) if isinstance(epoch, int) else view.epoch
-            view.api = tuple(message.get("api") or ())
-            view.routers_online = bool(message.get("routers_online"))
-            view.settings_version = int(message.get("settings_version") or 0)
-            view.heard = self.clock()
-            self.node.epochs.raise_to(view.epoch)  # a node never goes back below a seen epoch
-            if view.role == "main" and self.role is Role.BACKUP:
-                main = view.api[0] if view.api else view.address
-                if self.failover.status.main != main:
-                    self.failover.update(main=main)
-            if self._is_writer() and view.settings_version < self.replicator.version:
-                self._send(view.address, self.replicator.snapshot())
-            return None
-        if mtype == "settings":
-            if not self._is_writer():
-                self.replicator.apply(message)
-            return None
-        if mtype == "handover":
+    async def handle(self, view: PeerView, message: dict[str, Any]) -> dict[str, Any] | None:
+        if message.get("type") == "handover":
             return await self._release_for_handover(view)
-        if mtype == "switch_back":
+        if message.get("type") == "switch_back":
             return await self._switch_back_here()
         return None
 
-    def _send(self, address: str, message: dict[str, Any]) -> None:
-        if self.link is not None:
-            message.setdefault("epoch", self.node.epochs.epoch)
-            self.link.send(address, message)
-
-    def _broadcast(self, message: dict[str, Any]) -> None:
-        if self.link is not None:
-            message.setdefault("epoch", self.node.epochs.epoch)
-            self.link.broadcast(message)
-
-    def _is_writer(self) -> bool:
-        return self.role is Role.MAIN
-
-    # -- the loop ------------------------------------------------------------------------
-    async def run(self) -> None:
-        folder = self.node.settings.folder
-        key = load_cluster_key(folder / self.options.get("key", "cluster.key"))
-        self.link = PeerLink(
-            node=self.node.settings.node_name, listen=parse_hostport(self.options["listen"]),
-            peers=[parse_hostport(a) for a in self.options["peers"]], key=key,
-            on_message=self._on_message, heartbeat_timeout_s=self.lease_s,
-            advertise=self.options["listen"],
-        )
-        await self.link.start()
-        self.failover.update(epoch=self.node.epochs.epoch)
-        changes = self.node.bus.subscribe("lease strategy settings", maxsize=1000)
-        watcher = asyncio.create_task(self._watch_settings(changes))
+    async def started(self) -> None:
         self.started_at = self.last_tick = self.clock()
-        try:
-            while True:
-                await self._tick()
-                await asyncio.sleep(self.heartbeat_s)
-        finally:
-            watcher.cancel()
-            changes.close()
-            await asyncio.gather(watcher, return_exceptions=True)
 
     async def close(self) -> None:
         for task in (self._handover, self._candidacy):
             if task is not None:
                 task.cancel()
-        if self.link is not None:
-            await self.link.close()
+        await super().close()
 
-    async def _watch_settings(self, changes: Any) -> None:
-        async for event in changes:
-            if isinstance(event, SettingsChanged) and self._is_writer():
-                self._broadcast(self.replicator.bump())
-
-    async def _tick(self) -> None:
+    # -- the loop: one tick per heartbeat, before the heartbeat goes out -------------------
+    async def tick(self) -> None:
         for peer in (self.link.peers.values() if self.link else ()):
             if peer.problem == "key":
                 self.key_refused.add(peer.address)
@@ -257,12 +148,11 @@ class LeaseStrategy(Strategy):
             await self._tick_active(now, gap)
         else:
             await self._tick_standby(now)
-        self._broadcast(self.heartbeat())
 
     async def _tick_active(self, now: float, gap: float) -> None:
         mine = self.my_epoch if self.my_epoch is not None else self.node.epochs.epoch
         for peer in self.peers.values():
-            if peer.state != "active" or not self._heard(peer, self.lease_s):
+            if peer.state != "active" or not self.heard(peer, self.lease_s):
                 continue
             if peer.epoch > mine or (peer.epoch == mine and self._yields_to(peer)):
                 log.warning("node '%s' (epoch %d) is active with a %s epoch than ours (%d): "
@@ -293,14 +183,14 @@ class LeaseStrategy(Strategy):
 
     async def _tick_standby(self, now: float) -> None:
         active = [p for p in self.peers.values()
-                  if p.state == "active" and self._heard(p, self.lease_s)]
+                  if p.state == "active" and self.heard(p, self.lease_s)]
         if active:
             self.seen_active = True
             self._candidacy_problem = None
             leader = max(active, key=lambda p: p.epoch)
             url = leader.api[0] if leader.api else leader.address
-            if self.failover.status.active != url or self.failover.status.epoch != self._max_epoch():
-                self.failover.update(active=url, epoch=self._max_epoch())
+            if self.failover.status.active != url or self.failover.status.epoch != self.max_epoch():
+                self.failover.update(active=url, epoch=self.max_epoch())
             if self.role is Role.MAIN:
                 self.main_standby_since = self.main_standby_since or now
                 if (self.auto_switch_back and now - self.main_standby_since >= self.hold_down_s
@@ -312,7 +202,7 @@ class LeaseStrategy(Strategy):
             self.failover.update(active=None)  # never send clients to a node gone silent
         wait = self.lease_s if self.role is Role.MAIN or self.seen_active \
             else self.lease_s + 2 * self.heartbeat_s
-        silent = all(not self._heard(p, wait) for p in self.peers.values()
+        silent = all(not self.heard(p, wait) for p in self.peers.values()
                      if p.state == "active")
         if now - self.started_at < wait or not silent:
             return
@@ -329,7 +219,7 @@ class LeaseStrategy(Strategy):
         """Among standby backups that reach their routers, the lowest name goes first."""
         me = self.node.settings.node_name
         return any(p.state == "standby" and p.role == "backup" and p.routers_online
-                   and p.name and p.name < me and self._heard(p, self.lease_s)
+                   and p.name and p.name < me and self.heard(p, self.lease_s)
                    for p in self.peers.values())
 
     def _candidacy_failed(self, problem: str, level: int, text: str) -> None:
@@ -354,24 +244,24 @@ class LeaseStrategy(Strategy):
                 f"{', '.join(offline)}); trying again at every heartbeat")
             return
         # the cluster may have moved while the routers were connecting
-        if self.active or any(p.state == "active" and self._heard(p, self.lease_s)
+        if self.active or any(p.state == "active" and self.heard(p, self.lease_s)
                               for p in self.peers.values()):
             return
         self._candidacy_problem = None
-        epoch = self.node.epochs.next(self._max_epoch())  # persisted before use
+        epoch = self.node.epochs.next(self.max_epoch())  # persisted before use
         self.my_epoch = epoch
         self.failover.fence_until = self.clock() + self.renew_s
         self.failover.update(state=State.ACTIVE, epoch=epoch, active=None)
         log.warning("this node is now active (epoch %d): %s", epoch, why)
-        self._broadcast(self.heartbeat())
+        self.broadcast(self.heartbeat())
 
     async def _demote(self, leader: PeerView | None) -> None:
         url = (leader.api[0] if leader and leader.api else leader.address if leader else None)
         self.my_epoch = None
         self.failover.fence_until = None
-        self.failover.update(state=State.STANDBY, active=url, epoch=self._max_epoch())
+        self.failover.update(state=State.STANDBY, active=url, epoch=self.max_epoch())
         await self.node.close_cold_links()
-        self._broadcast(self.heartbeat())
+        self.broadcast(self.heartbeat())
 
     # -- switch back ---------------------------------------------------------------------
     async def _take_back(self, leader: PeerView) -> None:
@@ -383,7 +273,7 @@ class LeaseStrategy(Strategy):
                 log.warning("switch back postponed: this node does not reach every router")
                 return
             reply = await self.link.request(
-                leader.address, {"type": "handover", "epoch": self._max_epoch()},
+                leader.address, {"type": "handover", "epoch": self.max_epoch()},
                 timeout=self.renew_s + self.lease_s)
             released = reply.get("released")
             if not isinstance(released, int):
@@ -397,12 +287,12 @@ class LeaseStrategy(Strategy):
                           "is active until one takes over after a lease",
                           self.connect_timeout_s)
                 return
-            epoch = self.node.epochs.next(max(released, self._max_epoch()))
+            epoch = self.node.epochs.next(max(released, self.max_epoch()))
             self.my_epoch = epoch
             self.failover.fence_until = self.clock() + self.renew_s
             self.failover.update(state=State.ACTIVE, epoch=epoch, active=None)
             log.warning("switched back: the main is active again (epoch %d)", epoch)
-            self._broadcast(self.heartbeat())
+            self.broadcast(self.heartbeat())
         except (TimeoutError, TielineError, OSError) as exc:
             log.warning("switch back failed (%s); will try again", exc)
         finally:
@@ -442,7 +332,7 @@ class LeaseStrategy(Strategy):
         if self.active:
             return {"switched": False, "reason": "the main is already active"}
         active = [p for p in self.peers.values()
-                  if p.state == "active" and self._heard(p, self.lease_s)]
+                  if p.state == "active" and self.heard(p, self.lease_s)]
         if not active:
             return {"switched": False, "reason": "no active backup; the main takes over by "
                                                  "itself after one lease"}
@@ -456,7 +346,7 @@ class LeaseStrategy(Strategy):
         its own ``peers``; it receives the shared settings as soon as it connects."""
         if self.role is not Role.MAIN:
             raise ReadOnly("only the main changes the cluster's members; the main is "
-                           f"{self._main_address() or 'unknown'}")
+                           f"{self.main_url() or 'unknown'}")
         self.failover.require_settings_writable()
         return self._apply_member_change(action, address)
 
