@@ -96,6 +96,17 @@ class ResponseParser:
         del self._buffer[:end + 2]
         return line
 
+    def _take_remaining(self) -> bool:
+        """Move what the buffer holds of the body (or chunk) still expected into the body.
+
+        :returns: whether all of it has arrived.
+        """
+        take = min(self._remaining, len(self._buffer))
+        self._append(self._buffer[:take])
+        del self._buffer[:take]
+        self._remaining -= take
+        return not self._remaining
+
     def _events(self) -> Iterator[Event]:
         while True:
             if self._state == "head":
@@ -104,11 +115,7 @@ class ResponseParser:
                     return
                 yield head
             elif self._state == "body":
-                take = min(self._remaining, len(self._buffer))
-                self._append(self._buffer[:take])
-                del self._buffer[:take]
-                self._remaining -= take
-                if self._remaining:
+                if not self._take_remaining():
                     return
                 yield from self._json_lines(final=True)
                 yield self._end()
@@ -130,11 +137,7 @@ class ResponseParser:
                 self._remaining = size
                 self._state = "chunk" if size else "trailer"
             elif self._state == "chunk":
-                take = min(self._remaining, len(self._buffer))
-                self._append(self._buffer[:take])
-                del self._buffer[:take]
-                self._remaining -= take
-                if self._remaining:
+                if not self._take_remaining():
                     return
                 yield from self._json_lines(final=False)
                 self._state = "chunk-end"

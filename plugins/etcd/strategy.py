@@ -201,6 +201,12 @@ class EtcdStrategy(Strategy):
             self._problems.add(key)
             log.log(level, "%s", text)
 
+    def _unreachable(self, exc: BaseException) -> None:
+        self._problem("etcd", logging.WARNING,
+                      f"etcd unreachable ({_describe(exc)}); "
+                      + (f"this node stops acting {self.renew_s * 1000:.0f} ms after its "
+                         "last renewal" if self.active else "retrying"))
+
     def _cleared(self, key: str, text: str | None = None) -> None:
         if key in self._problems:
             self._problems.discard(key)
@@ -255,11 +261,7 @@ class EtcdStrategy(Strategy):
                     ttl = await self.client.keepalive(
                         self.session, timeout=min(self.request_s, interval))
                 except ETCD_FAILURES as exc:
-                    self._problem("etcd", logging.WARNING,
-                                  f"etcd unreachable ({_describe(exc)}); "
-                                  + ("this node stops acting "
-                                     f"{self.renew_s * 1000:.0f} ms after its last renewal"
-                                     if self.active else "retrying"))
+                    self._unreachable(exc)
                 else:
                     if ttl > 0:
                         self.renewed_at = sent
@@ -327,11 +329,7 @@ class EtcdStrategy(Strategy):
                     await self._open_session()
                 revision = await self._evaluate()
             except ETCD_FAILURES as exc:
-                self._problem("etcd", logging.WARNING,
-                              f"etcd unreachable ({_describe(exc)}); "
-                              + ("this node stops acting "
-                                 f"{self.renew_s * 1000:.0f} ms after its last renewal"
-                                 if self.active else "retrying"))
+                self._unreachable(exc)
                 await asyncio.sleep(min(self.ttl_s / 3, 0.5))
                 continue
             await self._wait_for_change(revision)
