@@ -13,10 +13,12 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import ReadOnly
 from .events import SettingsChanged
 from .failover import Role, Strategy
 from .peerlink import PeerLink, load_cluster_key
 from .replication import SettingsReplicator
+from .settings import change_failover_peers
 from .transports import parse_hostport
 
 log = logging.getLogger(__name__)
@@ -164,6 +166,26 @@ class PeerLinkStrategy(Strategy):
     async def close(self) -> None:
         if self.link is not None:
             await self.link.close()
+
+    async def change_member(self, action: str, address: str) -> dict[str, Any]:
+        """Add or remove a peer (``tieline backup add/remove``): the main's own peer list
+        changes, written to its tieline.json and applied to the peer link at once. A new
+        node lists the main in its own ``peers``; it receives the shared settings as soon
+        as it connects."""
+        if self.role is not Role.MAIN:
+            raise ReadOnly("only the main changes the cluster's members; the main is "
+                           f"{self.main_url() or 'unknown'}")
+        self.failover.require_settings_writable()
+        peers = list(self.peers)
+        if action == "add" and address not in peers:
+            peers.append(address)
+        elif action == "remove" and address in peers:
+            peers.remove(address)
+        change_failover_peers(self.node.settings.folder, peers)
+        self.peers = {a: self.peers.get(a) or PeerView(a) for a in peers}
+        if self.link is not None:
+            self.link.set_peers([parse_hostport(a) for a in peers])
+        return {"peers": peers}
 
     async def _watch_settings(self, changes: Any) -> None:
         async for event in changes:

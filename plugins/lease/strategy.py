@@ -41,9 +41,8 @@ import logging
 from typing import Any, ClassVar
 
 from tieline.cluster import PeerLinkStrategy, PeerView
-from tieline.errors import ReadOnly, Refused, TielineError
+from tieline.errors import Refused, TielineError
 from tieline.failover import Role, State, peer_link_schema
-from tieline.transports import parse_hostport
 
 log = logging.getLogger(__name__)
 
@@ -338,30 +337,3 @@ class LeaseStrategy(PeerLinkStrategy):
                                                  "itself after one lease"}
         await self._take_back(max(active, key=lambda p: p.epoch))
         return {"switched": self.active, "epoch": self.my_epoch}
-
-    # -- membership ----------------------------------------------------------------------
-    async def change_member(self, action: str, address: str) -> dict[str, Any]:
-        """Add or remove a backup: the main's own peer list changes (written to its
-        tieline.json and applied to the peer link at once). A new backup lists the main in
-        its own ``peers``; it receives the shared settings as soon as it connects."""
-        if self.role is not Role.MAIN:
-            raise ReadOnly("only the main changes the cluster's members; the main is "
-                           f"{self.main_url() or 'unknown'}")
-        self.failover.require_settings_writable()
-        return self._apply_member_change(action, address)
-
-    def _apply_member_change(self, action: Any, address: Any) -> dict[str, Any]:
-        from tieline.settings import change_failover_peers
-
-        if action not in ("add", "remove") or not isinstance(address, str):
-            return {"error": "expected action add or remove and an address"}
-        peers = list(self.peers)
-        if action == "add" and address not in peers:
-            peers.append(address)
-        elif action == "remove" and address in peers:
-            peers.remove(address)
-        change_failover_peers(self.node.settings.folder, peers)
-        self.peers = {a: self.peers.get(a, PeerView(a)) for a in peers}
-        if self.link is not None:
-            self.link.set_peers([parse_hostport(a) for a in peers])
-        return {"peers": peers}

@@ -16,9 +16,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from tieline.cluster import PeerLinkStrategy, PeerView
-from tieline.errors import ReadOnly
-from tieline.failover import Role, State, peer_link_schema
+from tieline.cluster import PeerLinkStrategy
+from tieline.failover import State, peer_link_schema
 
 
 class PeerSyncStrategy(PeerLinkStrategy):
@@ -35,22 +34,3 @@ class PeerSyncStrategy(PeerLinkStrategy):
     async def tick(self) -> None:
         if self.failover.status.epoch != self.node.epochs.epoch:
             self.failover.update(epoch=self.node.epochs.epoch)
-
-    async def change_member(self, action: str, address: str) -> dict[str, Any]:
-        from tieline.settings import change_failover_peers
-        from tieline.transports import parse_hostport
-
-        if self.role is not Role.MAIN:
-            raise ReadOnly("only the main changes the cluster's members; the main is "
-                           f"{self.main_url() or 'unknown'}")
-        peers = list(self.peers)
-        if action == "add" and address not in peers:
-            peers.append(address)
-        elif action == "remove" and address in peers:
-            peers.remove(address)
-        self.failover.require_settings_writable()
-        change_failover_peers(self.node.settings.folder, peers)
-        self.peers = {a: self.peers.get(a) or PeerView(a) for a in peers}
-        if self.link is not None:
-            self.link.set_peers([parse_hostport(a) for a in peers])
-        return {"peers": peers}
