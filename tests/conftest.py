@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,6 +38,21 @@ def settings_dir(tmp_path: Path):
         return write_settings(tmp_path / name, files)
 
     return make
+
+
+@pytest.fixture
+def notify_socket() -> Iterator[tuple[socket.socket, str]]:
+    """A unix datagram socket on a short path (sun_path holds 108 bytes), as systemd's
+    NOTIFY_SOCKET is: ``(socket, path)``."""
+    folder = tempfile.mkdtemp(prefix="tl-notify-")
+    path = os.path.join(folder, "notify")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(20)  # a bound on each wait, not a measured time
+    yield sock, path
+    sock.close()
+    os.unlink(path)
+    os.rmdir(folder)
 
 
 @pytest.fixture

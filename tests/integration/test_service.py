@@ -8,8 +8,6 @@ import os
 import signal
 import socket
 import subprocess
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,20 +23,6 @@ MAIN = {
                  "destinations": 4}],
     "apis": [{"type": "websocket", "listen": "127.0.0.1:0"}],
 }
-
-
-@pytest.fixture
-def notify_socket() -> Iterator[tuple[socket.socket, str]]:
-    """A unix datagram socket on a short path (sun_path holds 108 bytes), as systemd has."""
-    folder = tempfile.mkdtemp(prefix="tl-notify-")
-    path = os.path.join(folder, "notify")
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(path)
-    sock.settimeout(20)  # a bound on each wait, not a measured time
-    yield sock, path
-    sock.close()
-    os.unlink(path)
-    os.rmdir(folder)
 
 
 def receive_until(sock: socket.socket, wanted: str) -> list[str]:

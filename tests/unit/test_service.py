@@ -5,9 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
-import tempfile
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,22 +23,8 @@ MAIN = {
 }
 
 
-@pytest.fixture
-def listener() -> Iterator[tuple[socket.socket, str]]:
-    """A unix datagram socket bound to a short path (sun_path holds 108 bytes)."""
-    folder = tempfile.mkdtemp(prefix="tl-notify-")
-    path = os.path.join(folder, "notify")
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(path)
-    sock.settimeout(10)
-    yield sock, path
-    sock.close()
-    os.unlink(path)
-    os.rmdir(folder)
-
-
-def test_notify_sends_one_datagram_to_a_socket_path(listener):
-    sock, path = listener
+def test_notify_sends_one_datagram_to_a_socket_path(notify_socket):
+    sock, path = notify_socket
     assert notify("READY=1\nSTATUS=Standalone is active", {"NOTIFY_SOCKET": path}) is True
     assert sock.recv(4096) == b"READY=1\nSTATUS=Standalone is active"
 
