@@ -44,7 +44,8 @@ class PluginKitError(TielineError):
 
 
 def check_name(name: str) -> str:
-    """``name`` if it can name a plugin's Python package, else raise PluginKitError."""
+    """``name`` if it can name a new plugin (a Python package name that no installed
+    plugin uses), else raise PluginKitError."""
     if keyword.iskeyword(name):
         raise PluginKitError(f"plugin name {name!r} is a Python keyword and cannot name a "
                              "package; choose another, e.g. 'acme_matrix'")
@@ -55,6 +56,12 @@ def check_name(name: str) -> str:
         )
     if name in {"tieline", "tests", "test"}:
         raise PluginKitError(f"plugin name {name!r} is taken; choose another, e.g. 'acme_matrix'")
+    for ep in entry_points(group="tieline"):
+        if ep.name == name:
+            owner = ep.dist.name if ep.dist else "another distribution"
+            raise PluginKitError(f"plugin name {name!r} is taken by the installed plugin of "
+                                 f"'{owner}' (tieline plugins lists it); choose another, "
+                                 "e.g. 'acme_matrix'")
     return name
 
 
@@ -155,12 +162,6 @@ def new_plugin(name: str, kind: str = "driver", output: Path | str = ".",
     :returns: the new project folder.
     """
     check_name(name)
-    for ep in entry_points(group="tieline"):
-        if ep.name == name:
-            owner = ep.dist.name if ep.dist else "another distribution"
-            raise PluginKitError(f"plugin name {name!r} is taken by the installed plugin of "
-                                 f"'{owner}' (tieline plugins lists it); choose another, "
-                                 "e.g. 'acme_matrix'")
     values = dict(values or {})
     if values.get("plugin_name", name) != name:
         raise PluginKitError(f"plugin_name is the plugin's NAME ({name!r}); do not set it "

@@ -83,34 +83,25 @@ class Plugins:
 
     # -- loading -----------------------------------------------------------------------
     def _load_entry_points(self) -> None:
-        chosen: dict[str, importlib.metadata.EntryPoint] = {}
-        clashes: list[tuple[importlib.metadata.EntryPoint, str]] = []
+        found: dict[str, list[importlib.metadata.EntryPoint]] = {}
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-            dist = ep.dist.name if ep.dist else "?"
-            first = chosen.get(ep.name)
-            if first is None:
-                chosen[ep.name] = ep
-                continue
-            first_dist = first.dist.name if first.dist else "?"
-            if first_dist == dist:  # the same distribution visible twice on sys.path
-                continue
-            if dist == "tieline":  # a bundled plugin keeps its name
-                chosen[ep.name], ep, dist = ep, first, first_dist
-            clashes.append((ep, chosen[ep.name].dist.name if chosen[ep.name].dist else "?"))
-        for ep in chosen.values():
-            self._load(ep)
-        for ep, owner in clashes:  # never silently hidden: listed as failed, saying why
-            dist = ep.dist.name if ep.dist else "?"
-            key = f"{ep.name} ({dist})"
-            self.infos[key] = PluginInfo(key, dist, ep.dist.version if ep.dist else "?")
-            self._fail(key, f"not loaded: the plugin name '{ep.name}' is already used by the "
-                            f"distribution '{owner}'; rename this plugin's entry point in the "
-                            "group 'tieline' (its pyproject.toml) and reinstall it")
+            same_name = found.setdefault(ep.name, [])
+            if all(_dist(other)[0] != _dist(ep)[0] for other in same_name):
+                same_name.append(ep)  # (one distribution may be visible twice on sys.path)
+        for name, eps in found.items():
+            eps.sort(key=lambda ep: _dist(ep)[0] != "tieline")  # a bundled plugin keeps its name
+            self._load(eps[0])
+            for other in eps[1:]:  # never silently hidden: listed as failed, saying why
+                dist, version = _dist(other)
+                key = f"{name} ({dist})"
+                self.infos[key] = PluginInfo(key, dist, version)
+                self._fail(key, f"not loaded: the plugin name '{name}' is already used by "
+                                f"the distribution '{_dist(eps[0])[0]}'; rename this plugin's "
+                                "entry point in the group 'tieline' (its pyproject.toml) and "
+                                "reinstall it")
 
     def _load(self, ep: importlib.metadata.EntryPoint) -> None:
-        dist = ep.dist.name if ep.dist else "?"
-        version = ep.dist.version if ep.dist else "?"
-        info = PluginInfo(ep.name, dist, version)
+        info = PluginInfo(ep.name, *_dist(ep))
         self.infos[ep.name] = info
         if ep.name in self.disabled:
             self.pm.set_blocked(ep.name)
@@ -274,6 +265,11 @@ class Plugins:
                      f"{', '.join(disabled)}"
                      + (f" (remove '{name}' there to use it)" if name in disabled else ""))
         return hint
+
+
+def _dist(ep: importlib.metadata.EntryPoint) -> tuple[str, str]:
+    """The name and version of the distribution that declares ``ep``."""
+    return (ep.dist.name, ep.dist.version) if ep.dist else ("?", "?")
 
 
 def _version(dist: str) -> str:
