@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import tempfile
@@ -11,23 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from tieline.testing import free_port, write_settings
+
 from .etcdserver import EtcdServer, require_etcd
 
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def write_settings(folder: Path, files: dict[str, object]) -> Path:
-    """Write a settings folder: values that are str are written as is, others as JSON."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, content in files.items():
-        text = content if isinstance(content, str) else json.dumps(content, indent=2)
-        (folder / name).write_text(text, encoding="utf-8")
-    return folder
+__all__ = ["free_port", "write_settings"]  # the tests import them from here too
 
 
 @pytest.fixture
