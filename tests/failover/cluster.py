@@ -40,12 +40,6 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
         return [sock.getsockname()[1] for sock in socks]
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
 def terminate(popen: subprocess.Popen, timeout: float = 10.0) -> None:
     """SIGTERM, then SIGKILL if it has not ended within ``timeout``; reaped either way."""
     if popen.poll() is None:

@@ -24,14 +24,9 @@ from typing import Any
 import pytest
 
 from tieline.client import Client, ConnectionLost
+from tieline.testing import free_port
 
-from .cluster import (
-    OPERATOR_TOKEN,
-    Cluster,
-    free_port,
-    status_of,
-    wait_for,
-)
+from .cluster import OPERATOR_TOKEN, Cluster, status_of, wait_for
 from .netns import NetnsUnavailable, PartitionNet, partition_net
 from .test_lease import _answer, _raw
 

@@ -34,7 +34,9 @@ import signal
 import time
 from collections.abc import AsyncIterator
 
-from .cluster import ADMIN_TOKEN, Cluster, free_port, status_of, wait_for
+from tieline.testing import free_port
+
+from .cluster import ADMIN_TOKEN, Cluster, status_of, wait_for
 from .test_lease import _answer, _raw
 
 #: a candidacy waits this long for the routers before it gives up and tries again (the

@@ -43,6 +43,7 @@ from tieline.plugins.simulator.codec import Role as CodecRole
 from tieline.plugins.simulator.driver import SimulatorDriver, SimulatorSession
 from tieline.plugins.simulator.emulator import SimulatedRouter
 from tieline.routing import RouterRuntime, RoutingService
+from tieline.testing import free_port
 from tieline.transports import TcpTransport
 
 SPEC = RouterSpec("sim", "simulator", ("video", "audio"), 16, 16)
@@ -121,12 +122,6 @@ def tcp_driver(port: int, spec: RouterSpec = SPEC, cls: type[SimulatorDriver] = 
 async def serve(device: SimulatedRouter, port: int = 0) -> int:
     server = await device.serve_tcp("127.0.0.1", port)
     return server.sockets[0].getsockname()[1]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # -- in-process ---------------------------------------------------------------------------
