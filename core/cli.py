@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,23 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Machine-read
 @click.version_option(__version__, prog_name="tieline")
 def main() -> None:
     """tieline: control broadcast routers, and keep control alive when a controller fails."""
+    _quiet_dependency_warnings()
+
+
+def _quiet_dependency_warnings() -> None:
+    """Keep the ``CryptographyDeprecationWarning`` lines that asyncssh's modules raise when
+    they are imported (DSA in type hints, with recent cryptography releases) off the
+    terminal of every command: the failover plugins import asyncssh when plugins load.
+    Only that category from asyncssh's modules, and only when no ``-W`` option or
+    ``PYTHONWARNINGS`` decides."""
+    if sys.warnoptions:
+        return
+    try:
+        from cryptography.utils import CryptographyDeprecationWarning
+    except ImportError:  # no cryptography: no asyncssh either, nothing to filter
+        return
+    warnings.filterwarnings("ignore", category=CryptographyDeprecationWarning,
+                            module=r"asyncssh\.")
 
 
 # -- run ---------------------------------------------------------------------------------------
