@@ -109,6 +109,15 @@ _CONNECT_ERRORS = (OSError, TimeoutError, InvalidHandshake, InvalidURI, Connecti
                    ConnectionLost, ValueError)
 
 
+def _decode(raw: str | bytes) -> Any:
+    """A server message; ValueError for anything :mod:`json` cannot read (nesting too deep
+    included, and a number beyond Python's int-parsing limit)."""
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
 def error_from(payload: dict[str, Any]) -> RequestError:
     """The exception for an API error payload (``code``, ``message``, ``field``)."""
     code = payload.get("code", "error")
@@ -476,7 +485,10 @@ class Client:
             ws = await connect(url, compression=None, proxy=None, ping_interval=None,
                                max_size=None, close_timeout=2, **options)
             try:
-                greeting = json.loads(await ws.recv())
+                try:
+                    greeting = _decode(await ws.recv())
+                except ValueError:
+                    raise ConnectionLost("the server's greeting is not JSON") from None
                 if not isinstance(greeting, dict) or greeting.get("type") != "hello":
                     kind = greeting.get("type") if isinstance(greeting, dict) else greeting
                     raise ConnectionLost(f"expected hello from the server, got {kind!r}")
@@ -617,7 +629,7 @@ class Client:
                     return
                 self._last_seen = time.monotonic()
                 try:
-                    message = json.loads(raw)
+                    message = _decode(raw)
                 except ValueError:
                     reason = "the server sent something that is not JSON"
                     return

@@ -92,21 +92,24 @@ class RouterSpec:
     sources: int
     destinations: int
 
-    def level_index(self, name: str) -> int:
+    def level_index(self, name: str, field: str = "level") -> int:
         try:
             return self.levels.index(name)
         except ValueError:
             raise NotFound(
                 f"router '{self.id}' has no level '{name}'; its levels are "
                 + ", ".join(self.levels),
-                field="level",
+                field=field,
             ) from None
 
-    def level_indexes(self, names: Sequence[str] | None) -> tuple[int, ...]:
-        """Indexes of the named levels; every level when ``names`` is None or empty."""
+    def level_indexes(self, names: Sequence[str] | None, field: str = "levels") -> tuple[int, ...]:
+        """Indexes of the named levels; every level when ``names`` is None or empty.
+
+        An unknown name is a NotFound naming its place in the list (``levels.1``).
+        """
         if not names:
             return tuple(range(len(self.levels)))
-        return tuple(self.level_index(n) for n in names)
+        return tuple(self.level_index(n, f"{field}.{i}") for i, n in enumerate(names))
 
     def check_destination(self, destination: int, field: str = "destination") -> None:
         if not 0 <= destination < self.destinations:

@@ -33,6 +33,7 @@ from .devices import (
 )
 from .errors import (
     ConfirmTimeout,
+    InvalidRequest,
     NotFound,
     PermissionDenied,
     Protected,
@@ -541,6 +542,12 @@ class RoutingService:
         self, principal: Principal, router_id: str, kind: PortKind, index: int, text: str
     ) -> None:
         """Label a port: on the device when it stores labels, in settings otherwise."""
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:  # a lone surrogate: no file or device can take it
+            raise InvalidRequest(
+                f"label text holds {text[exc.start]!r} at character {exc.start + 1}, which is "
+                "not Unicode text (a lone surrogate); send UTF-8 text", field="text") from None
         rt = self.router(router_id)
         spec = rt.state.spec
         if kind is PortKind.SOURCE:

@@ -212,8 +212,10 @@ HEARTBEAT_EXAMPLE: dict[str, Any] = {"type": "heartbeat", "seq": 41}
 #: Every code of response.schema.json's ``error.code``: when it happens, what to do.
 ERROR_CODES: dict[str, str] = {
     "invalid": "The message is not JSON, is not an object, has an unknown `type`, fails its "
-               "schema (`field` names the offending field), asks for a newer protocol, or "
-               "the connection already has 256 requests in flight. Fix the request.",
+               "schema, holds a value no request can use (see [Reading "
+               "messages](#reading-messages)), asks for a newer protocol, or the connection "
+               "already has 256 requests waiting for a router. `field` names the offending "
+               "field. The connection stays open. Fix the request.",
     "not_found": "No such router, level, salvo or labelled port (`field` says which).",
     "out_of_range": "A destination, source or port number outside the router's size "
                     "(the message gives the range, e.g. `(1–32)`).",
@@ -364,7 +366,9 @@ it. An `apis` entry of type `websocket` in the settings turns it on (see
 ## Connecting
 
 1. The client opens `ws://HOST:PORT/` (or `wss://` when the API has `tls`). Any path is
-   accepted.
+   accepted. A handshake from a web page (one with an `Origin` header) is refused unless
+   the origin is allowed (see [Web pages and the `Origin`
+   header](#web-pages-and-the-origin-header)).
 2. The server sends its [`hello`](#hello-1) at once: protocol version, the node's status,
    the heartbeat timing and the largest message it accepts.
 3. The client sends its own [`hello`](#hello) with `protocol` 1 and its `token`. Until that
@@ -381,11 +385,17 @@ it. An `apis` entry of type `websocket` in the settings turns it on (see
    change arrives as an [`event`](#event), none missed and none counted twice. Apply
    events on top of that snapshot.
 
-Requests that wait for a router (`route`, `salvo`, `protect`, `lock`, `release`, `label`
-and plugin commands) run concurrently, so a slow router never delays a `ping`: responses
-can arrive in a different order from the requests, and the event of a change can arrive
-before or after the response of the request that made it. Match responses by `id`. A
-connection may have at most 256 requests waiting; more are refused with `invalid`.
+Requests that may wait for a router or a peer (`route`, `salvo`, `protect`, `lock`,
+`release`, `label`, `failover`, `members` and plugin commands) run concurrently, so a slow
+router never delays a `ping`: responses can arrive in a different order from the requests,
+and the event of a change can arrive before or after the response of the request that made
+it. Match responses by `id`. A connection may have at most 256 requests waiting for a
+router; while it has, more of those are refused with `invalid` ("too many requests in
+flight"). A request refused before it reaches the router (not permitted, out of range …)
+holds no place. Requests that wait for no router (`hello`, `ping`, `status`, `snapshot`,
+`subscribe`, `unsubscribe`) are never refused this way: they are answered in the order
+they came, and a client that sends many without reading the responses is simply not read
+until it does.
 
 Example conversation (`>` client, `<` server):
 
@@ -492,6 +502,20 @@ events of its own (the server never sends them): `{"event": "disconnected", "end
 command uses the Python client: with `--server ws://mcr-1:8181,ws://mcr-2:8181`, a
 `tieline route` lands on the active node.
 
+## Reading messages
+
+Each message is read strictly, and anything wrong with it is answered with the error
+`invalid` naming the field at fault; the connection stays open. Beyond what the schemas
+below say:
+
+- An `integer` is a JSON number without a fraction or exponent: `3.0` is not one, so write
+  `3`. An integer may have at most 100 digits.
+- `NaN`, `Infinity` and `-Infinity` are not JSON and are refused, as is a number too large
+  for a double (`1e999`).
+- Text must be Unicode: a string or key holding a lone surrogate escape (`"\\ud800"` without
+  its pair) is refused; it could be stored nowhere, in a file or on a router.
+- A key may appear only once in an object.
+
 ## Errors
 
 An error response carries `error.code` (stable, for programs), `error.message` (for
@@ -512,14 +536,31 @@ error adds `active`. A message that cannot be read at all is answered with `id` 
   own messages are not limited: a snapshot of a large router can be several megabytes, so
   clients should not cap the size of incoming messages.
 - Events wait in a queue of `subscriber_queue` events per client (default 4096). A client
-  that does not read them fast enough is disconnected at once, with close code **1013**
-  (try again later; reason "too slow: events not read") when the close frame can still be
-  sent within a second, else by cutting the TCP connection. It does not slow the router or
-  the other clients. Reconnect and subscribe again: the new snapshot replaces what was
-  missed.
+  that does not read them fast enough is disconnected at once by cutting its TCP connection
+  (no close frame: one would wait behind everything already queued for that client), and
+  what was queued for it is dropped. It does not slow the router or the other clients.
+  Reconnect and subscribe again: the new snapshot replaces what was missed.
+- At most 256 requests of one connection may wait for a router at once (see
+  [Connecting](#connecting)).
 - When the node stops, every connection is closed with close code **1001** (going away);
   a connection whose client does not read is cut after 3 s.
-- Binary frames are refused with `invalid`; send text frames.
+- Binary frames are refused with `invalid`; send text frames. A text frame that is not
+  UTF-8 closes the connection with close code **1007**, as the WebSocket protocol requires.
+
+## Web pages and the `Origin` header
+
+A web page open in a browser on the operator's machine can open a WebSocket to any address,
+`ws://127.0.0.1:8181` included, and would then act with the rights of a client on that
+machine (`auth.loopback_anonymous_level`, say). Browsers say which site a page comes from
+in the `Origin` header of the handshake; other clients (the Python client, the `tieline`
+command, control systems) send none. So the server refuses, with HTTP status **403**
+before any message, every handshake that carries an `Origin` not listed in the API's
+`allowed_origins` setting (empty by default: no web page may connect), and logs the origin
+it carried (once a minute per origin). A panel served from `https://panel.example:8443`
+connects once that origin is listed exactly: scheme, host and port as the browser sends
+them (the default port left out); see
+[settings.md](settings.md#websocket-api-apis-type-websocket). Clients without `Origin` are
+not affected.
 
 ## TLS
 

@@ -3,14 +3,24 @@
 Every message type is described by a JSON Schema under ``schemas/api/`` (``request/`` for
 what clients send, ``server/`` for what the server sends). Numbers are 1-based; levels are
 named. Pure functions: no I/O.
+
+A client message is read strictly: whatever a client sends, :func:`parse_request` returns a
+message its schema accepts or raises :class:`InvalidMessage` naming the field at fault;
+nothing else. Beyond what a schema can say, it refuses values Python's :mod:`json` would
+otherwise hand on or fail on later: integers of more than :data:`MAX_INT_DIGITS` digits,
+``NaN`` and ``Infinity`` (not JSON), numbers too large for a float, strings or keys holding
+a lone surrogate (``"\\ud800"`` is valid JSON syntax but not text: it cannot be written as
+UTF-8, to a file or to a device), and a key given twice in one object. In the schemas an
+``integer`` is an integer: ``3.0`` is not one.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError
 
 from tieline import catalog
@@ -30,13 +40,29 @@ from tieline.routing import RoutingService, SalvoResult
 
 PROTOCOL = 1
 
+#: Most digits an integer in a client message may have (ids, ports and counts need far
+#: fewer; Python refuses to parse more than 4300).
+MAX_INT_DIGITS = 100
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+#: JSON Schema draft 2020-12 with "integer" meaning an int: jsonschema, following the spec,
+#: counts 3.0 as an integer, which would reach the router as a float.
+_Validator = validators.extend(
+    Draft202012Validator,
+    type_checker=Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer",
+        lambda checker, instance: isinstance(instance, int) and not isinstance(instance, bool),
+    ),
+)
+
 _validators: dict[int, Draft202012Validator] = {}
 
 
 def _validator(schema: dict[str, Any]) -> Draft202012Validator:
     found = _validators.get(id(schema))
     if found is None:
-        found = _validators[id(schema)] = Draft202012Validator(schema)
+        found = _validators[id(schema)] = _Validator(schema)
     return found
 
 
@@ -48,6 +74,86 @@ class InvalidMessage(InvalidRequest):
         self.request_id = request_id
 
 
+class _Unusable:
+    """Stands in the decoded message for a value that cannot be used; says why.
+
+    :param reason: what is wrong with the value.
+    :param key: for an object that repeats a key, that key (the field is the key's).
+    """
+
+    __slots__ = ("key", "reason")
+
+    def __init__(self, reason: str, key: str | None = None) -> None:
+        self.reason = reason
+        self.key = key
+
+
+def _int(text: str) -> int | _Unusable:
+    digits = len(text) - text.startswith("-")
+    if digits > MAX_INT_DIGITS:
+        return _Unusable(f"a number of {digits} digits; at most {MAX_INT_DIGITS} are accepted")
+    return int(text)
+
+
+def _float(text: str) -> float | _Unusable:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        return _Unusable(f"{text[:20]}{'…' if len(text) > 20 else ''} is out of range")
+    return value
+
+
+def _constant(text: str) -> _Unusable:
+    return _Unusable(f"{text} is not a JSON number")
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any] | _Unusable:
+    found = dict(pairs)
+    if len(found) < len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                return _Unusable("given more than once in one object", key=key)
+            seen.add(key)
+    return found
+
+
+def _decode(text: str) -> Any:
+    return json.loads(text, parse_int=_int, parse_float=_float, parse_constant=_constant,
+                      object_pairs_hook=_object)
+
+
+def _name(key: Any) -> str:
+    """An object key as it appears in a field path (a lone surrogate escaped)."""
+    return str(key).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _unusable(message: Any) -> tuple[str | None, str] | None:
+    """The first value of ``message`` that cannot be used, as ``(field, reason)``."""
+    stack: list[tuple[tuple[Any, ...], Any]] = [((), message)]
+    while stack:
+        path, value = stack.pop()
+        field = ".".join(_name(p) for p in path) or None
+        if isinstance(value, _Unusable):
+            if value.key is not None:
+                field = ".".join(_name(p) for p in (*path, value.key))
+            return field, value.reason
+        if isinstance(value, str):
+            bad = _SURROGATE.search(value)
+            if bad is not None:
+                return field, (f"text holding a lone surrogate ({_name(bad[0])} at character "
+                               f"{bad.start() + 1}), which is not Unicode; send UTF-8 text")
+        elif isinstance(value, dict):
+            for key in value:
+                bad = _SURROGATE.search(key)
+                if bad is not None:
+                    return ".".join(_name(p) for p in (*path, key)), (
+                        "a key holding a lone surrogate, which is not Unicode")
+            stack.extend(((*path, k), v) for k, v in reversed(value.items()))
+        elif isinstance(value, list):
+            stack.extend(((*path, i), v) for i, v in reversed(list(enumerate(value))))
+    return None
+
+
 def parse_request(text: str | bytes, extra: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Decode and validate one client message.
 
@@ -57,15 +163,22 @@ def parse_request(text: str | bytes, extra: dict[str, dict[str, Any]]) -> dict[s
     if isinstance(text, bytes):
         raise InvalidMessage("expected a text frame holding a JSON object, got a binary frame")
     try:
-        message = json.loads(text)
+        message = _decode(text)
     except (json.JSONDecodeError, RecursionError) as exc:
         reason = f"{exc.msg} at column {exc.colno}" if isinstance(exc, ValueError) else "too deep"
         raise InvalidMessage(f"message is not valid JSON: {reason}") from None
+    problem = _unusable(message)
     if not isinstance(message, dict):
+        if problem is not None and isinstance(message, _Unusable):
+            raise InvalidMessage(f"message: {problem[1]}", field=problem[0])
         raise InvalidMessage("expected a JSON object with a 'type' field")
     request_id = message.get("id")
-    if not isinstance(request_id, (int, str)) or isinstance(request_id, bool):
+    if not isinstance(request_id, (int, str)) or isinstance(request_id, bool) \
+            or (problem is not None and problem[0] == "id"):
         request_id = None
+    if problem is not None:
+        field, reason = problem
+        raise InvalidMessage(f"field '{field}': {reason}", field=field, request_id=request_id)
     mtype = message.get("type")
     if not isinstance(mtype, str):
         raise InvalidMessage("missing or non-string 'type'", field="type", request_id=request_id)
@@ -95,7 +208,9 @@ def explain(error: ValidationError) -> tuple[str | None, str]:
         return name, f"unknown field '{name}' (allowed: {', '.join(sorted(allowed))})"
     value = json.dumps(error.instance)[:60]
     if error.validator == "type":
-        return path, f"field '{path}' must be of type {error.validator_value}, got {value}"
+        wanted = error.validator_value
+        wanted = " or ".join(wanted) if isinstance(wanted, list) else wanted
+        return path, f"field '{path}' must be of type {wanted}, got {value}"
     if error.validator == "minimum":
         return path, f"field '{path}' must be ≥ {error.validator_value}, got {value}"
     if error.validator in ("enum", "const"):

@@ -4,22 +4,38 @@ One :class:`Connection` per client. On connect the server sends ``hello`` (proto
 version, the node's status, heartbeat timing, maximum message size); the client answers
 with its own ``hello`` carrying a token. Until then every other request is refused.
 
+Browsers: a web page can open a WebSocket to any address, loopback included, and the
+browser then sends an ``Origin`` header naming the page's site. A handshake carrying an
+``Origin`` not listed in ``allowed_origins`` (empty by default) is refused with HTTP 403
+before any message is read, and logged with the origin it carried (once a minute per
+origin; repeats at debug). Clients that are not browsers send no ``Origin`` and are not
+affected.
+
 Requests are validated against ``schemas/api/request/`` and answered with ``response``
-messages (``ok`` and a ``result``, or an ``error`` naming the field). Requests that wait for
-the router (route, salvo, protect, lock, release, label, plugin commands) run concurrently,
-so a slow router never delays a ping.
+messages (``ok`` and a ``result``, or an ``error`` naming the field); a message that cannot
+be read is answered ``invalid`` and the connection stays. Requests that wait for nothing
+(hello, ping, status, snapshot, subscribe, unsubscribe) are answered in order by the
+connection's reading loop, which does not read on while the client does not read its
+responses. Requests that may wait for a router or a peer (route, salvo, protect, lock,
+release, label, failover, members, plugin commands) run concurrently, so a slow router
+never delays a ping; :data:`MAX_IN_FLIGHT` of them may be waiting per connection, more are
+refused. One refused before it reaches a router (not permitted, out of range …) holds no
+place: before refusing, the loop lets the requests it has just read run their checks.
 
 Events: one fan-out task per API reads the node's event bus, encodes each event once, and
 writes it straight into every subscribed connection whose socket is keeping up; a connection
 that is behind gets it in its own bounded backlog, drained by its own task. A client whose
-backlog overflows has stopped reading: it is dropped (close code 1013) and never slows the
-others. A heartbeat goes to every connection that sent nothing for ``heartbeat_timeout_ms / 3``.
+backlog overflows has stopped reading: its TCP connection is cut at once (no close
+handshake: a close frame would wait behind everything already queued for it), what was
+queued for it is dropped, and it never slows the others. A heartbeat goes to every
+connection that sent nothing for ``heartbeat_timeout_ms / 3``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import http
 import json
 import logging
 import ssl
@@ -27,8 +43,9 @@ import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
-from websockets.protocol import State
 from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 import tieline
 from tieline.apis import ClientApi
@@ -45,7 +62,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: Requests of one connection that may be waiting for a router (or a peer) at once.
 MAX_IN_FLIGHT = 256
+#: Requests of one connection alive at once (waiting, or their response not yet written
+#: because the client does not read); beyond this the connection is not read.
+MAX_ALIVE = 2 * MAX_IN_FLIGHT
+#: Request types answered without waiting for a router or a peer.
+IMMEDIATE = frozenset({"hello", "ping", "status", "snapshot", "subscribe", "unsubscribe"})
+#: A refused origin is logged at WARNING at most this often (seconds); repeats at DEBUG.
+ORIGIN_LOG_INTERVAL_S = 60.0
 
 
 class WebSocketApi(ClientApi):
@@ -68,13 +93,25 @@ class WebSocketApi(ClientApi):
                 "description": "Events queued for one client before it is dropped as too slow.",
                 "type": "integer", "minimum": 16, "maximum": 1000000, "default": 4096,
             },
+            "allowed_origins": {
+                "description": "Web page origins (scheme://host[:port]) whose pages may "
+                               "connect; a connection carrying any other Origin header (a "
+                               "browser's) is refused with HTTP 403.",
+                "type": "array",
+                "items": {"type": "string",
+                          "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#\\s@*]+$"},
+                "uniqueItems": True,
+                "default": [],
+            },
             "tls": {
                 "description": "Serve wss:// with this certificate and key (PEM files in the "
                                "settings folder).",
                 "type": "object",
                 "properties": {
-                    "certificate": {"description": "Certificate chain (PEM).", "type": "string"},
-                    "key": {"description": "Private key (PEM).", "type": "string"},
+                    "certificate": {"description": "Certificate chain (PEM).", "type": "string",
+                                    "x-settings-file": True},
+                    "key": {"description": "Private key (PEM).", "type": "string",
+                            "x-settings-file": True},
                 },
                 "required": ["certificate", "key"],
                 "additionalProperties": False,
@@ -89,6 +126,8 @@ class WebSocketApi(ClientApi):
         self.heartbeat_timeout_ms = options.get("heartbeat_timeout_ms", 1500)
         self.heartbeat_ms = max(100, self.heartbeat_timeout_ms // 3)
         self.subscriber_queue = options.get("subscriber_queue", 4096)
+        self.allowed_origins = frozenset(o.lower() for o in options.get("allowed_origins", ()))
+        self._origins_logged: dict[str, float] = {}  #: refused origin -> when last warned
         self.server: Server | None = None
         self.connections: set[Connection] = set()
         self.subscribers: set[Connection] = set()
@@ -131,7 +170,7 @@ class WebSocketApi(ClientApi):
             self.server = await serve(
                 self._handle, self.host, self.port, ssl=self._ssl(),
                 max_size=self.max_message_bytes, compression=None, close_timeout=2,
-                ping_interval=None, logger=log,
+                ping_interval=None, logger=log, process_request=self._check_origin,
             )
         except OSError as exc:
             raise TielineError(
@@ -156,6 +195,34 @@ class WebSocketApi(ClientApi):
             for conn in list(self.connections):
                 conn.ws.transport.abort()
             await self.server.wait_closed()
+
+    def _check_origin(self, ws: ServerConnection, request: Request) -> Response | None:
+        """Refuse (HTTP 403) a handshake whose ``Origin`` is not in ``allowed_origins``.
+
+        Browsers send ``Origin`` with every WebSocket handshake; other clients send none.
+        """
+        origins = request.headers.get_all("Origin")
+        if not origins:
+            return None
+        if len(origins) == 1 and origins[0].lower() in self.allowed_origins:
+            return None
+        origin = ", ".join(origins)[:200]
+        now = time.monotonic()
+        last = self._origins_logged.get(origin)
+        if last is None or now - last >= ORIGIN_LOG_INTERVAL_S:
+            if len(self._origins_logged) >= 1024:  # many origins: forget, never grow
+                self._origins_logged.clear()
+            self._origins_logged[origin] = now
+            level = logging.WARNING
+        else:
+            level = logging.DEBUG
+        address = ws.remote_address[0] if ws.remote_address else "?"
+        log.log(level, "websocket API %s: refused a connection from %s carrying Origin %r "
+                "(a web page in a browser); add the origin to \"allowed_origins\" of this "
+                "API in tieline.json if that page may control the routers", self.describe(),
+                address, origin)
+        return ws.respond(http.HTTPStatus.FORBIDDEN,
+                          f"Origin {origin} is not allowed to use this API\n")
 
     def subscribe(self, conn: Connection) -> None:
         """Start sending events to ``conn`` with the first one not yet published.
@@ -190,6 +257,10 @@ class WebSocketApi(ClientApi):
             self.connections.discard(conn)
 
 
+def _error(request_id: Any, error: RequestError) -> dict[str, Any]:
+    return {"type": "response", "id": request_id, "ok": False, "error": error.to_dict()}
+
+
 class Connection:
     """One client connection."""
 
@@ -201,7 +272,9 @@ class Connection:
         address = ws.remote_address
         self.address: str | None = address[0] if address else None
         self.principal: Principal | None = None
-        self.tasks: set[asyncio.Task[None]] = set()
+        self.tasks: set[asyncio.Task[None]] = set()  #: every task of this connection
+        self.requests: set[asyncio.Task[None]] = set()  #: of these, requests that may wait
+        self.waiting = 0  #: of these, how many are waiting for a router (or a peer)
         self.subscribed = False
         self.dropped = False
         self.after_seq = 0  #: events up to this one were in the snapshot sent with subscribe
@@ -232,10 +305,7 @@ class Connection:
             self.last_sent = time.monotonic()
             return True
         if len(self.backlog) >= self.api.subscriber_queue:
-            self.dropped = True
-            self.api.subscribers.discard(self)
-            self.backlog.clear()
-            self._spawn(self._close_slow(), "ws close slow")
+            self._cut(f"too slow: {len(self.backlog)} events queued and not read")
             return False
         self.backlog.append(data)
         self._backlog_ready.set()
@@ -267,60 +337,73 @@ class Connection:
                 "max_message_bytes": self.api.max_message_bytes,
             })
             async for raw in self.ws:
-                self._receive(raw)
+                await self._receive(raw)
         except ConnectionClosed:
             pass
         finally:
             self.api.subscribers.discard(self)
-            for task in list(self.tasks):
+            self.backlog.clear()
+            tasks = list(self.tasks)
+            for task in tasks:
                 task.cancel()
-            if self.tasks:
-                await asyncio.gather(*self.tasks, return_exceptions=True)
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _spawn(self, coro: Any, name: str) -> None:
-        task = asyncio.create_task(coro, name=name)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+    async def _receive(self, raw: str | bytes) -> None:
+        """Serve one client message; return when the next one may be read.
 
-    def _receive(self, raw: str | bytes) -> None:
+        What waits for nothing is answered here, in order; the send waits while the client
+        does not read, and so does the next read. What may wait for a router runs in a
+        task of its own, counted in ``waiting`` while it waits.
+        """
         try:
             message = messages.parse_request(raw, self.api.extra_schemas)
         except messages.InvalidMessage as error:
-            self._spawn(self._respond_error(error.request_id, error), "ws error")
+            await self.send(_error(error.request_id, error))
             return
-        request_id = message.get("id")
-        if len(self.tasks) >= MAX_IN_FLIGHT:
-            error = InvalidRequest(
-                f"too many requests in flight ({MAX_IN_FLIGHT}); wait for responses first")
-            self._spawn(self._respond_error(request_id, error), "ws error")
+        if message["type"] in IMMEDIATE:
+            await self.send(await self._response(message))
             return
-        self._spawn(self._serve(message), f"ws {message['type']}")
-
-    async def _respond_error(self, request_id: Any, error: RequestError) -> None:
-        try:
-            await self.send({"type": "response", "id": request_id, "ok": False,
-                             "error": error.to_dict()})
-        except ConnectionClosed:
-            pass
+        while len(self.requests) >= MAX_ALIVE:  # their responses wait for the client to read
+            await asyncio.wait(self.requests, return_when=asyncio.FIRST_COMPLETED)
+        if self.waiting >= MAX_IN_FLIGHT:
+            # requests just read have not run yet: let them reach the router (or fail)
+            await asyncio.sleep(0)
+            if self.waiting >= MAX_IN_FLIGHT:
+                error = InvalidRequest(f"too many requests in flight ({MAX_IN_FLIGHT} waiting "
+                                       "for a router); wait for responses first")
+                await self.send(_error(message.get("id"), error))
+                return
+        self.waiting += 1  # from now: a request read but not yet run may wait too
+        task = asyncio.create_task(self._serve(message), name=f"ws {message['type']}")
+        self.requests.add(task)
+        self.tasks.add(task)
+        task.add_done_callback(self.requests.discard)
+        task.add_done_callback(self.tasks.discard)
 
     async def _serve(self, message: dict[str, Any]) -> None:
-        request_id = message.get("id")
+        """A request that may wait: counted in ``waiting`` until it has its answer."""
         try:
-            result = await self._dispatch(message)
-            response: dict[str, Any] = {"type": "response", "id": request_id, "ok": True,
-                                        "result": result or {}}
-        except RequestError as error:
-            response = {"type": "response", "id": request_id, "ok": False,
-                        "error": error.to_dict()}
-        except Exception as exc:  # a bug must cost one request, not the connection
-            log.exception("websocket API: %s request failed", message["type"])
-            response = {"type": "response", "id": request_id, "ok": False,
-                        "error": {"code": "error",
-                                  "message": f"internal error: {type(exc).__name__}: {exc}"}}
+            response = await self._response(message)
+        finally:
+            self.waiting -= 1
         try:
             await self.send(response)
         except ConnectionClosed:
             pass
+
+    async def _response(self, message: dict[str, Any]) -> dict[str, Any]:
+        request_id = message.get("id")
+        try:
+            result = await self._dispatch(message)
+            return {"type": "response", "id": request_id, "ok": True, "result": result or {}}
+        except RequestError as error:
+            return _error(request_id, error)
+        except Exception as exc:  # a bug must cost one request, not the connection
+            log.exception("websocket API: %s request failed", message["type"])
+            return {"type": "response", "id": request_id, "ok": False,
+                    "error": {"code": "error",
+                              "message": f"internal error: {type(exc).__name__}: {exc}"}}
 
     def _require(self, level: Permission, action: str) -> Principal:
         if self.principal is None:
@@ -401,14 +484,17 @@ class Connection:
             return await strategy.change_member(m["action"], m["address"])
         raise InvalidRequest(f"message type '{mtype}' is not handled here", field="type")
 
-    async def _close_slow(self) -> None:
-        """Close a client that stopped reading: 1013 if the frame gets out, else abort."""
-        log.warning("websocket client %s dropped: too slow, events not read", self.address)
-        try:
-            async with asyncio.timeout(1.0):
-                await self.ws.close(1013, "too slow: events not read")
-        except TimeoutError:
-            self.ws.transport.abort()
+    def _cut(self, reason: str) -> None:
+        """Drop a client that stopped reading: cut its TCP connection now, no close
+        handshake (a close frame would wait behind everything queued for it), and let go of
+        everything queued for it."""
+        if self.dropped:
+            return
+        self.dropped = True
+        self.api.subscribers.discard(self)
+        self.backlog.clear()
+        log.warning("websocket client %s dropped: %s; connection cut", self.address, reason)
+        self.ws.transport.abort()  # its write buffer goes with it; run() then cleans up
 
     async def _heartbeat(self) -> None:
         """A heartbeat whenever nothing else was sent for a heartbeat interval."""

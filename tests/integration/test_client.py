@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
+import logging
 
 import pytest
 from websockets.asyncio.server import serve
@@ -112,6 +114,48 @@ async def test_dead_server_detected_within_heartbeat_timeout():
         with pytest.raises(ConnectionLost, match="may or may not have been carried out"):
             await pending
         await client.close()
+
+
+_HELLO = {"type": "hello", "protocol": 1,
+          "node": {"node": "n", "role": "standalone", "state": "active", "status": "x",
+                   "epoch": 0, "active": None},
+          "heartbeat_ms": 100, "heartbeat_timeout_ms": 1500, "max_message_bytes": 1 << 20}
+
+
+@pytest.mark.parametrize("garbage", ["[" * 100_000, '{"type": "response", "id": 1, "x": %s}'
+                                     % ("9" * 5000)])
+async def test_a_server_message_that_cannot_be_read_ends_the_link_with_a_reason(garbage, caplog):
+    """Nesting deeper than Python can decode, or a number beyond its int limit, from a
+    (broken or hostile) server: the connection ends and says why; nothing else fails."""
+
+    async def broken(ws):
+        await ws.send(json.dumps(_HELLO))
+        request = json.loads(await ws.recv())
+        await ws.send(json.dumps({"type": "response", "id": request["id"], "ok": True,
+                                  "result": {"user": {"name": "u", "level": 3},
+                                             "node": {"status": "x"}}}))
+        await ws.recv()
+        await ws.send(garbage)
+        await ws.wait_closed()
+
+    async def broken_greeting(ws):
+        await ws.send(garbage)
+        await ws.wait_closed()
+
+    async with serve(broken, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        client = Client(f"ws://127.0.0.1:{port}", failover=False)
+        await client.connect()
+        with pytest.raises(ConnectionLost, match="the server sent something that is not JSON"):
+            await client.request("ping")
+        await client.close()
+    async with serve(broken_greeting, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        with pytest.raises(ConnectionLost, match="not JSON"):
+            await Client(f"ws://127.0.0.1:{port}", failover=False).connect()
+    gc.collect()  # a task that failed unseen would be reported now
+    await asyncio.sleep(0)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 async def test_server_stopping_fails_pending_requests(settings_dir, node):

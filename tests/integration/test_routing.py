@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+
+import pytest
+
+from tieline.errors import InvalidRequest
+from tieline.model import Permission, PortKind, Principal
 
 from .helpers import RawClient, api_url, running_node
 
@@ -49,3 +55,25 @@ async def test_request_to_an_offline_router_fails_at_once(settings_dir):
         status = await client.request("status")
         assert status["result"]["routers"] == [{"id": "far", "online": False}]
         await client.close()
+
+
+@pytest.mark.parametrize("label_store", ["settings", "device"])
+async def test_a_label_that_is_not_unicode_is_refused_naming_text(settings_dir, caplog,
+                                                                   label_store):
+    """Whatever API hands it on, a lone surrogate never reaches labels.json or a device."""
+    folder = settings_dir({"tieline.json": {
+        "node": {"name": "labels"},
+        "routers": [{"id": "studio", "driver": "simulator", "levels": ["video"], "sources": 4,
+                     "destinations": 4, "label_store": label_store}],
+    }})
+    async with running_node(folder) as node:
+        admin = Principal("admin", Permission.ADMIN)
+        with pytest.raises(InvalidRequest) as info:
+            await node.routing.set_label(admin, "studio", PortKind.SOURCE, 0, "CAM \ud800")
+        assert info.value.field == "text"
+        assert "lone surrogate" in info.value.message
+        assert node.routing.routers["studio"].state.label(PortKind.SOURCE, 0) == "Input 1"
+        assert not (node.settings.folder / "labels.json").exists()
+        await node.routing.set_label(admin, "studio", PortKind.SOURCE, 0, "CAM \U0001F3A5")
+        assert node.routing.routers["studio"].state.label(PortKind.SOURCE, 0) == "CAM \U0001F3A5"
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
+import logging
 import socket
 import ssl
 from pathlib import Path
 
 import pytest
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tieline.auth import hash_token
+from tieline.errors import SettingsError
+from tieline.model import PortKind
 
 from .helpers import RawClient, api_url, running_node
 
@@ -127,7 +131,7 @@ async def test_route_acknowledged_after_tally_and_seen_by_second_client(node):
     ('{"type": "route", "id": 11, "router": "nope", "destination": 1, "source": 3}',
      "not_found", "router", "no router 'nope'"),
     ('{"type": "route", "id": 12, "router": "studio", "destination": 1, "source": 3, '
-     '"levels": ["video 2"]}', "not_found", "level", "no level 'video 2'"),
+     '"levels": ["video 2"]}', "not_found", "levels.0", "no level 'video 2'"),
     ('{"type": "salvo", "id": 13, "name": "sports"}', "not_found", "name", "no salvo 'sports'"),
 ])
 async def test_bad_requests_get_errors_and_the_connection_stays_open(node, raw, code, field, words):
@@ -150,6 +154,15 @@ async def test_binary_frame_is_an_error(node):
     message = await c.recv()
     assert message["error"]["code"] == "invalid" and "binary" in message["error"]["message"]
     await c.close()
+
+
+async def test_a_text_frame_that_is_not_utf8_closes_1007(node):
+    c = await client(node)
+    await c.ws.send(b'{"type": "ping", "id": "\xff"}', text=True)
+    with pytest.raises(ConnectionClosed) as info:
+        while True:
+            await c.recv()
+    assert info.value.rcvd.code == 1007
 
 
 async def test_oversized_message_closes_1009_and_others_stay_up(settings_dir):
@@ -242,15 +255,9 @@ async def test_heartbeats_arrive_within_the_timeout(settings_dir):
         await c.close()
 
 
-async def test_subscriber_that_never_reads_does_not_delay_others(settings_dir):
-    """A raw socket that upgrades, subscribes and then never reads again.
-
-    Two 1,024-crosspoint salvos taken in turn produce ~50 kB of events each. The stuck
-    client's socket buffers are made small on both ends (as on a congested path), so the
-    server's writes to it block, its queue fills and it is dropped; the other subscriber
-    gets every change meanwhile.
-    """
-    folder = settings_dir({
+def _slow_settings(settings_dir) -> Path:
+    """A 1,024-output router, two salvos setting every output, a 16-event queue."""
+    return settings_dir({
         "tieline.json": {
             "node": {"name": "slow-test"},
             "routers": [{"id": "big", "driver": "simulator", "levels": ["video"],
@@ -263,28 +270,19 @@ async def test_subscriber_that_never_reads_does_not_delay_others(settings_dir):
              "crosspoints": [{"destination": d, "source": src} for d in range(1, 1025)]}
             for name, src in (("one", 1), ("two", 2))]},
     })
+
+
+async def test_subscriber_that_never_reads_does_not_delay_others(settings_dir):
+    """A raw socket that upgrades, subscribes and then never reads again.
+
+    Two 1,024-crosspoint salvos taken in turn produce ~50 kB of events each. The stuck
+    client's socket buffers are made small on both ends (as on a congested path), so the
+    server's writes to it block, its queue fills and it is dropped; the other subscriber
+    gets every change meanwhile.
+    """
+    folder = _slow_settings(settings_dir)
     async with running_node(folder) as node:
-        port = int(api_url(node).rsplit(":", 1)[1])
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.connect(("127.0.0.1", port))
-        reader, writer = await asyncio.open_connection(sock=sock)
-        writer.write(
-            b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-        await reader.readuntil(b"\r\n\r\n")
-        for payload in (json.dumps({"type": "hello", "id": 1, "protocol": 1}),
-                        json.dumps({"type": "subscribe", "id": 2, "snapshot": False})):
-            data = payload.encode()
-            mask = b"\x01\x02\x03\x04"
-            writer.write(bytes([0x81, 0x80 | len(data)]) + mask
-                         + bytes(b ^ mask[i % 4] for i, b in enumerate(data)))
-        await writer.drain()
-        while not node.apis[0].subscribers:
-            await asyncio.sleep(0.01)
-        (stuck,) = node.apis[0].connections
-        stuck.ws.transport.get_extra_info("socket").setsockopt(
-            socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        reader, writer, stuck = await _stuck_subscriber(node)
         # from here on the stuck client never reads
         fast = await RawClient.open(api_url(node))
         await fast.request("subscribe", snapshot=False)
@@ -304,6 +302,101 @@ async def test_subscriber_that_never_reads_does_not_delay_others(settings_dir):
                 await asyncio.sleep(0.01)
         writer.close()
         await fast.close()
+
+
+async def test_a_dropped_slow_subscriber_is_cut_at_once_without_a_close_handshake(settings_dir):
+    """When a subscriber's queue overflows, its TCP connection is cut on the spot: nothing
+    it was sent stays queued in the server (no close frame waiting to get out behind
+    megabytes of events), and the client sees the stream end without a close frame."""
+    folder = _slow_settings(settings_dir)
+    async with running_node(folder) as node:
+        api = node.apis[0]
+        reader, writer, stuck = await _stuck_subscriber(node)
+        fast = await RawClient.open(api_url(node))
+        watched = []
+
+        async def watch() -> None:  # note the server's side the moment the drop happens
+            while not stuck.dropped:
+                await asyncio.sleep(0.005)
+            watched.append((stuck.ws.transport.is_closing(),
+                            stuck.ws.transport.get_write_buffer_size(), len(stuck.backlog)))
+
+        watcher = asyncio.create_task(watch())
+        for i in range(40):
+            await fast.request("salvo", name=("one", "two")[i % 2])
+            if watcher.done():
+                break
+        await asyncio.wait_for(watcher, 5)
+        # cut at once: the transport is closing and holds nothing, the backlog is gone
+        assert watched == [(True, 0, 0)]
+        async with asyncio.timeout(5):
+            while stuck in api.connections:
+                await asyncio.sleep(0.01)
+        assert stuck not in api.subscribers
+        # the client: the bytes already in flight, then the end; never a close frame
+        received = bytearray()
+        async with asyncio.timeout(5):
+            try:
+                while chunk := await reader.read(65536):
+                    received += chunk
+            except ConnectionResetError:
+                pass
+        assert 0x8 not in _opcodes(bytes(received))
+        writer.close()
+        await fast.close()
+
+
+async def _stuck_subscriber(node):
+    """A raw socket that upgrades, says hello, subscribes, then never reads again; its
+    socket buffers are small on both ends (as on a congested path)."""
+    port = int(api_url(node).rsplit(":", 1)[1])
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    writer.write(
+        b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    await reader.readuntil(b"\r\n\r\n")
+    for payload in (json.dumps({"type": "hello", "id": 1, "protocol": 1}),
+                    json.dumps({"type": "subscribe", "id": 2, "snapshot": False})):
+        writer.write(_masked_frame(payload.encode()))
+    await writer.drain()
+    api = node.apis[0]
+    async with asyncio.timeout(5):
+        while not api.subscribers:
+            await asyncio.sleep(0.01)
+    (stuck,) = api.connections
+    stuck.ws.transport.get_extra_info("socket").setsockopt(
+        socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    return reader, writer, stuck
+
+
+def _masked_frame(data: bytes) -> bytes:
+    assert len(data) < 126
+    mask = b"\x01\x02\x03\x04"
+    return (bytes([0x81, 0x80 | len(data)]) + mask
+            + bytes(b ^ mask[i % 4] for i, b in enumerate(data)))
+
+
+def _opcodes(stream: bytes) -> list[int]:
+    """The opcodes of the complete server frames (unmasked) at the start of ``stream``."""
+    opcodes, pos = [], 0
+    while pos + 2 <= len(stream):
+        length, head = stream[pos + 1] & 0x7F, 2
+        if length == 126:
+            if pos + 4 > len(stream):
+                break
+            length, head = int.from_bytes(stream[pos + 2:pos + 4], "big"), 4
+        elif length == 127:
+            if pos + 10 > len(stream):
+                break
+            length, head = int.from_bytes(stream[pos + 2:pos + 10], "big"), 10
+        if pos + head + length > len(stream):
+            break
+        opcodes.append(stream[pos] & 0x0F)
+        pos += head + length
+    return opcodes
 
 
 def _self_signed(folder: Path) -> tuple[Path, Path]:
@@ -363,3 +456,205 @@ async def test_resubscribe_gets_each_event_once(node):
     assert watcher.events == []  # nothing repeated
     await watcher.close()
     await operator.close()
+
+
+# -- malformed input: an `invalid` response naming the field, and the connection stays -------
+
+HUGE = "9" * 5000  # beyond Python's int-parsing limit (4300 digits)
+
+
+def _errors_logged(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+@pytest.mark.parametrize("raw, field, words", [
+    # numbers that are not numbers tieline can use
+    ('{"type": "ping", "id": %s}' % HUGE, "id", "5000 digits"),
+    ('{"type": "route", "id": 1, "router": "studio", "destination": %s, "source": 1}' % HUGE,
+     "destination", "5000 digits"),
+    ('{"type": "route", "id": 2, "router": "studio", "destination": -%s, "source": 1}' % HUGE,
+     "destination", "5000 digits"),
+    ('{"type": "route", "id": 3, "router": "studio", "destination": NaN, "source": 1}',
+     "destination", "NaN is not a JSON number"),
+    ('{"type": "route", "id": 4, "router": "studio", "destination": 1, "source": -Infinity}',
+     "source", "-Infinity is not a JSON number"),
+    ('{"type": "route", "id": 5, "router": "studio", "destination": 1e999, "source": 1}',
+     "destination", "out of range"),
+    # whole-number floats are not integers
+    ('{"type": "route", "id": 6, "router": "studio", "destination": 3.0, "source": 1}',
+     "destination", "must be of type integer, got 3.0"),
+    ('{"type": "route", "id": 7, "router": "studio", "destination": 3, "source": 2.0}',
+     "source", "must be of type integer, got 2.0"),
+    ('{"type": "label", "id": 8, "router": "studio", "kind": "source", "index": 1.0, '
+     '"text": "CAM"}', "index", "must be of type integer"),
+    ('{"type": "hello", "id": 9, "protocol": 1.0}', "protocol", "must be of type integer"),
+    ('{"type": "ping", "id": 10.0}', "id", "must be of type integer or string"),
+    # text that is not Unicode (a lone surrogate cannot be written as UTF-8)
+    ('{"type": "label", "id": 11, "router": "studio", "kind": "source", "index": 1, '
+     '"text": "CAM \\ud800"}', "text", "lone surrogate"),
+    ('{"type": "route", "id": 12, "router": "\\udfff", "destination": 1, "source": 1}',
+     "router", "lone surrogate"),
+    ('{"type": "route", "id": 13, "router": "studio", "destination": 1, "source": 1, '
+     '"levels": ["video", "\\ud83d"]}', "levels.1", "lone surrogate"),
+    ('{"type": "ping", "id": 14, "\\ud800": 1}', "\\ud800", "lone surrogate"),
+    # a key given twice: which one counts would be a guess
+    ('{"type": "route", "id": 15, "router": "studio", "destination": 1, "source": 1, '
+     '"destination": 2}', "destination", "more than once"),
+])
+async def test_malformed_values_are_invalid_naming_the_field(node, caplog, raw, field, words):
+    before_hello = await client(node, None, auth=False)  # before hello as after it
+    operator = await client(node, "admin")
+    for c in (before_hello, operator):
+        await c.send_raw(raw)
+        message = await c.recv()
+        assert message["type"] == "response" and not message["ok"], message
+        assert message["error"]["code"] == "invalid", message
+        assert message["error"].get("field") == field, message
+        assert words in message["error"]["message"], message
+        if field == "id":
+            assert message["id"] is None
+    assert (await before_hello.request("hello", protocol=1, token=TOKENS["admin"]))["ok"]
+    for c in (before_hello, operator):
+        assert (await c.request("ping"))["ok"]  # the connection stays
+        await c.close()
+    state = node.routing.routers["studio"].state
+    assert [state.source(0, d) for d in range(3)] == [0, 1, 2]  # nothing was routed
+    assert state.label(PortKind.SOURCE, 0) == "Input 1"  # nor labelled
+    assert not (node.settings.folder / "labels.json").exists()
+    assert _errors_logged(caplog) == []  # and nothing was logged as a failure
+
+
+@pytest.mark.parametrize("request_type", ["route", "lock", "protect", "release"])
+async def test_unknown_level_names_its_place_in_levels(node, request_type):
+    c = await client(node)
+    fields = {"router": "studio", "destination": 5, "levels": ["video", "nope"]}
+    if request_type == "route":
+        fields["source"] = 3
+    response = await c.request(request_type, **fields)
+    assert response["error"]["code"] == "not_found"
+    assert response["error"]["field"] == "levels.1"
+    assert "no level 'nope'" in response["error"]["message"]
+    await c.close()
+
+
+# -- the in-flight limit counts only requests waiting for a router ---------------------------
+
+@pytest.mark.parametrize("user, request_type, fields, outcome", [
+    ("operator", "ping", {}, "ok"),
+    ("watcher", "route", {"router": "studio", "destination": 1, "source": 2}, "forbidden"),
+    ("operator", "route", {"router": "studio", "destination": 99, "source": 2},
+     "out_of_range"),
+    ("operator", "snapshot", {"routers": ["nope"]}, "not_found"),
+    ("operator", "status", {}, "ok"),
+])
+async def test_requests_that_wait_for_no_router_are_never_refused_as_in_flight(
+        node, user, request_type, fields, outcome):
+    c = await client(node, user)
+    count = 2000
+    for i in range(count):
+        await c.ws.send(json.dumps({"type": request_type, "id": f"r{i}", **fields}))
+    outcomes = collections.Counter()
+    for i in range(count):
+        response = await c.response(f"r{i}", timeout=20)
+        outcomes["ok" if response["ok"] else response["error"]["code"]] += 1
+    assert outcomes == {outcome: count}
+    await c.close()
+
+
+async def test_the_in_flight_limit_counts_requests_waiting_for_the_router(settings_dir):
+    """256 routes waiting for a slow router fill the connection's limit; the 257th is
+    refused, while requests that wait for no router are still answered at once."""
+    folder = settings_dir({
+        "tieline.json": {
+            "node": {"name": "busy"},
+            "routers": [{"id": "slow", "driver": "simulator", "levels": ["video"],
+                         "sources": 512, "destinations": 512, "switch_delay_ms": 1000}],
+            "apis": [{"type": "websocket", "listen": "127.0.0.1:0"}],
+            "auth": {"loopback_anonymous_level": 2},
+        },
+    })
+    async with running_node(folder) as node:
+        c = await RawClient.open(api_url(node))
+        for d in range(1, 301):
+            await c.ws.send(json.dumps({"type": "route", "id": d, "router": "slow",
+                                        "destination": d, "source": 1 + d % 7}))
+        await c.ws.send(json.dumps({"type": "ping", "id": "ping"}))
+        await c.ws.send(json.dumps({"type": "snapshot", "id": "far", "routers": ["fast"]}))
+        seen = {}
+        async with asyncio.timeout(10):
+            while len(seen) < 302:
+                message = await c.recv()
+                if message["type"] == "response":
+                    seen[message["id"]] = message
+        order = list(seen)
+        # answered at once, before any route the router had to make
+        assert seen["ping"]["ok"] and order.index("ping") < 50
+        assert seen["far"]["error"]["code"] == "not_found" and order.index("far") < 50
+        refused = [d for d in range(1, 301) if not seen[d]["ok"]]
+        assert refused == list(range(257, 301))
+        assert all("too many requests in flight" in seen[d]["error"]["message"]
+                   for d in refused)
+        assert all(seen[d]["ok"] for d in range(1, 257))
+        await c.close()
+
+
+# -- browser pages: the Origin header ---------------------------------------------------------
+
+async def test_a_foreign_browser_origin_is_refused_and_logged(settings_dir, caplog):
+    folder = settings_dir({
+        "tieline.json": {
+            "node": {"name": "origin-test"},
+            "routers": [{"id": "studio", "driver": "simulator", "levels": ["video"],
+                         "sources": 8, "destinations": 8}],
+            "apis": [{"type": "websocket", "listen": "127.0.0.1:0"}],
+            "auth": {"loopback_anonymous_level": 3},
+        },
+    })
+    caplog.set_level(logging.DEBUG, logger="tieline")
+    async with running_node(folder) as node:
+        for _ in range(3):
+            with pytest.raises(InvalidStatus) as info:
+                await RawClient.open(api_url(node), origin="http://evil.example")
+            assert info.value.response.status_code == 403
+        assert node.apis[0].connections == set()
+        warnings = [r.getMessage() for r in caplog.records
+                    if r.name.startswith("tieline.") and r.levelno == logging.WARNING
+                    and "evil.example" in r.getMessage()]
+        assert len(warnings) == 1, warnings  # once; the repeats go to debug
+        assert "'http://evil.example'" in warnings[0] and "allowed_origins" in warnings[0]
+        # a client that sends no Origin (not a browser) is unaffected
+        c = await RawClient.open(api_url(node))
+        assert (await c.request("route", router="studio", destination=1, source=2))["ok"]
+        await c.close()
+
+
+async def test_a_listed_origin_is_accepted(settings_dir):
+    folder = settings_dir({
+        "tieline.json": {
+            "node": {"name": "origin-test"},
+            "routers": [{"id": "studio", "driver": "simulator", "levels": ["video"],
+                         "sources": 8, "destinations": 8}],
+            "apis": [{"type": "websocket", "listen": "127.0.0.1:0",
+                      "allowed_origins": ["https://Panel.example:8443"]}],
+            "auth": {"loopback_anonymous_level": 2},
+        },
+    })
+    async with running_node(folder) as node:
+        c = await RawClient.open(api_url(node), origin="https://panel.example:8443")
+        assert (await c.request("route", router="studio", destination=1, source=2))["ok"]
+        await c.close()
+        for origin in ("http://panel.example:8443", "https://panel.example",
+                       "https://panel.example:8443.evil.example", "null"):
+            with pytest.raises(InvalidStatus) as info:
+                await RawClient.open(api_url(node), origin=origin)
+            assert info.value.response.status_code == 403, origin
+
+
+@pytest.mark.parametrize("entry", ["panel.example", "https://panel.example/", "*", "null",
+                                   "https://panel.example/app"])
+async def test_allowed_origins_must_be_origins(settings_dir, entry):
+    folder = api_settings(settings_dir, allowed_origins=[entry])
+    with pytest.raises(SettingsError) as info:
+        async with running_node(folder):
+            pass
+    assert "allowed_origins" in str(info.value)
