@@ -4,12 +4,22 @@ peer, epochs seen, and settings replication from the main.
 A strategy subclasses :class:`PeerLinkStrategy` and implements :meth:`tick` (called every
 ``heartbeat_ms``, before this node's heartbeat goes out) and, for its own messages,
 :meth:`handle`.
+
+**Fresh evidence: probes and echoes.** A message read now may have been written long ago:
+after a pause (SIGSTOP, a hung host) a node first reads what waited in its sockets, and
+the time it *reads* a heartbeat says nothing of when its sender *wrote* it. So a node that
+needs evidence produced after some instant (after its own stall) calls
+:meth:`PeerLinkStrategy.start_probe`: its heartbeats then carry a fresh random ``"probe"``,
+and every node echoes, in each heartbeat it sends to a peer, the last probe it received
+from that peer (``"echo"``). A heartbeat that echoes the current probe was written after
+the probe was sent: :meth:`PeerLinkStrategy.answered` tells whether a peer gave one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +32,15 @@ from .settings import change_failover_peers
 from .transports import parse_hostport
 
 log = logging.getLogger(__name__)
+
+
+#: what ``Peer.problem`` means, as ``tieline status`` shows it
+PEER_PROBLEMS = {
+    "network": "cannot connect",
+    "key": "key dispute: it refuses this node's cluster key, or this node its",
+    "protocol": "does not speak the peer link protocol",
+    "config": "misconfigured (see the log)",
+}
 
 
 @dataclass
@@ -37,6 +56,10 @@ class PeerView:
     routers_online: bool = False
     settings_version: int = 0
     heard: float = float("-inf")  #: monotonic time of the last heartbeat
+    #: the last probe this peer sent us (echoed in our heartbeats to it)
+    probe: str | None = None
+    #: the last probe of ours this peer echoed
+    echo: str | None = None
 
     @property
     def url(self) -> str:
@@ -55,6 +78,10 @@ class PeerLinkStrategy(Strategy):
         self.peers: dict[str, PeerView] = {a: PeerView(a) for a in options["peers"]}
         self.link: PeerLink | None = None
         self.replicator = SettingsReplicator(node)
+        #: the probe our heartbeats carry while we need fresh evidence (see the module)
+        self.probe: str | None = None
+        #: SHA-256 fingerprint of the cluster key, once loaded
+        self.key_fingerprint: str | None = None
 
     # -- for subclasses ------------------------------------------------------------------
     async def tick(self) -> None:
@@ -82,13 +109,57 @@ class PeerLinkStrategy(Strategy):
         return next((p.url for p in self.peers.values() if p.role == "main"), None)
 
     def heartbeat(self) -> dict[str, Any]:
+        """This node's heartbeat. Its ``state`` is the elector's (an active node whose fence
+        has expired still holds its lease, and says so to its peers)."""
         status = self.failover.status
-        return {
+        message = {
             "type": "heartbeat", "role": str(status.role), "state": str(status.state),
             "epoch": self.heartbeat_epoch(), "api": self.node.api_urls(),
             "routers_online": self.node.routers_online(),
             "settings_version": self.replicator.version,
         }
+        if self.probe is not None:
+            message["probe"] = self.probe
+        return message
+
+    def send_heartbeats(self) -> None:
+        """Send the heartbeat to every peer, each with the echo of that peer's last probe."""
+        if self.link is None:
+            return
+        message = self.heartbeat()
+        message.setdefault("epoch", self.node.epochs.epoch)
+        for view in self.peers.values():
+            self.link.send(view.address, {**message, "echo": view.probe}
+                           if view.probe is not None else message)
+
+    def start_probe(self) -> None:
+        """Ask for fresh evidence: from now on our heartbeats carry a new probe, and only a
+        heartbeat that echoes it counts as :meth:`answered`."""
+        self.probe = secrets.token_hex(8)
+
+    def end_probe(self) -> None:
+        self.probe = None
+
+    def answered(self, peer: PeerView) -> bool:
+        """Whether ``peer`` sent a heartbeat written after it received the current probe."""
+        return self.probe is not None and peer.echo == self.probe
+
+    def peers_status(self) -> list[dict[str, Any]]:
+        link_peers = self.link.peers if self.link is not None else {}
+        out = []
+        for view in self.peers.values():
+            link_peer = link_peers.get(view.address)
+            problem = link_peer.problem if link_peer is not None else None
+            out.append({
+                "address": view.address, "node": view.name or None,
+                "role": view.role or None, "state": view.state or None,
+                "epoch": view.epoch,
+                "connected": bool(link_peer is not None and link_peer.connected),
+                "heard_ms_ago": (None if view.heard == float("-inf")
+                                 else round((self.clock() - view.heard) * 1000)),
+                "problem": PEER_PROBLEMS.get(problem, problem) if problem else None,
+            })
+        return out
 
     def send(self, address: str, message: dict[str, Any]) -> None:
         if self.link is not None:
@@ -116,6 +187,9 @@ class PeerLinkStrategy(Strategy):
             view.routers_online = bool(message.get("routers_online"))
             view.settings_version = int(message.get("settings_version") or 0)
             view.heard = self.clock()
+            probe, echo = message.get("probe"), message.get("echo")
+            view.probe = probe if isinstance(probe, str) else None
+            view.echo = echo if isinstance(echo, str) else None
             self.node.epochs.raise_to(view.epoch)  # never go back below an epoch seen
             if view.role == "main" and self.role is not Role.MAIN \
                     and self.failover.status.main != view.url:
@@ -135,6 +209,7 @@ class PeerLinkStrategy(Strategy):
     async def run(self) -> None:
         folder = self.node.settings.folder
         key = load_cluster_key(folder / self.options.get("key", "cluster.key"))
+        self.key_fingerprint = key.get_fingerprint("sha256")
         self.link = PeerLink(
             node=self.node.settings.node_name, listen=parse_hostport(self.options["listen"]),
             peers=[parse_hostport(a) for a in self.options["peers"]], key=key,
@@ -149,7 +224,7 @@ class PeerLinkStrategy(Strategy):
             await self.started()
             while True:
                 await self.tick()
-                self.broadcast(self.heartbeat())
+                self.send_heartbeats()
                 await asyncio.sleep(self.heartbeat_s)
         finally:
             watcher.cancel()

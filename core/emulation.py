@@ -4,8 +4,9 @@ Every protocol plugin ships an emulator built on its own codec (device role), us
 tests and by integrators without hardware (``tieline emulate NAME``). What every emulator
 needs is here: several controllers at once, over TCP, in-process memory pipes or any byte
 stream (a serial line, an SSH channel); a bounded outgoing buffer per controller (a
-controller that stops reading is dropped, never the device); a log of every command
-received; tracked tasks and one clean ``close()``.
+controller that stops reading is dropped, never the device); a log of the latest commands
+received (a ring buffer: an emulator runs for weeks, as the embedded simulator of every
+node does); tracked tasks and one clean ``close()``.
 
 A subclass implements :meth:`DeviceEmulator.controller_connected` (make the controller's
 codec, send a greeting or a status dump) and :meth:`DeviceEmulator.data_received` (feed the
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import collections
 import itertools
 import json
 import logging
@@ -124,10 +126,16 @@ class DeviceEmulator(abc.ABC):
     #: connection does (``tieline emulate --max-controllers``).
     max_controllers: int | None = None
 
+    #: how many commands :attr:`command_log` keeps, the oldest dropped first (None: every
+    #: one). Read when the emulator is made: a test that needs more sets it on the class
+    #: first (``monkeypatch.setattr(SimulatedRouter, "command_log_size", None)``).
+    command_log_size: int | None = 1000
+
     def __init__(self, *, max_outgoing_bytes: int = 1 << 20) -> None:
         self.max_outgoing_bytes = max_outgoing_bytes
-        #: every command received: (controller name, parsed command).
-        self.command_log: list[tuple[str, Any]] = []
+        #: the latest commands received, oldest first: (controller name, parsed command).
+        self.command_log: collections.deque[tuple[str, Any]] = collections.deque(
+            maxlen=self.command_log_size)
         self._peers: set[EmulatorPeer] = set()
         self._names = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()

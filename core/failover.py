@@ -15,6 +15,13 @@ on every heartbeat tick while it is sure it still holds the active role; a node 
 did not run in time (it was paused: SIGSTOP, a hung host, a VM migration) finds its fence in
 the past and refuses every request until its strategy has revalidated. A holder stops
 acting at its renew deadline.
+
+**Status never claims more than the node would do.** :attr:`Failover.status` is what the
+elector decided (the lease it holds); :attr:`Failover.effective` is what the node says of
+itself to people and clients (``tieline status``, the API hello, status events): an active
+node whose fence is in the past says ``standby`` there, from the very first instant after a
+pause, even before its strategy has run again. :meth:`Failover.refresh` announces a change
+of the effective status (strategies call it on every tick).
 """
 
 from __future__ import annotations
@@ -105,8 +112,26 @@ class Failover:
         self.fence_until: float | None = None
         #: set while a planned handover drains: new writes are refused, in-flight ones finish.
         self.draining = False
-        #: called with the new status on every change, before the event is published
+        #: called with the elector's new status on every change (failover actions follow
+        #: it), before the event is published
         self.listeners: list[Callable[[NodeStatus], None]] = []
+        #: the effective status last announced (NodeStatusChanged)
+        self._announced = status
+
+    @property
+    def fenced(self) -> bool:
+        """Whether the fence is in the past: the node may not act now, whatever the elector
+        decided last."""
+        return self.fence_until is not None and self.clock() > self.fence_until
+
+    @property
+    def effective(self) -> NodeStatus:
+        """The status people and clients are shown: :attr:`status`, except that an active
+        node that may not act now (its fence is in the past) is shown standby."""
+        status = self.status
+        if status.state is State.ACTIVE and self.fenced:
+            return replace(status, state=State.STANDBY, active=None)
+        return status
 
     def update(self, **changes: object) -> None:
         """Change the status (state, epoch, active …) and announce it."""
@@ -115,7 +140,15 @@ class Failover:
             self.status = new
             for listener in self.listeners:
                 listener(new)
-            self._publish(NodeStatusChanged(new))
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Announce the effective status (a ``NodeStatusChanged`` event) if it changed
+        since it was last announced: after an update, or when the fence moved or expired."""
+        effective = self.effective
+        if effective != self._announced:
+            self._announced = effective
+            self._publish(NodeStatusChanged(effective))
 
     def require_active(self) -> None:
         """Raise :class:`NodeStandby` unless this node takes writes now."""
@@ -131,7 +164,7 @@ class Failover:
                 f"node '{status.node}' is handing over to another node; retry on it",
                 active=status.active,
             )
-        if self.fence_until is not None and self.clock() > self.fence_until:
+        if self.fenced:
             raise NodeStandby(
                 f"node '{status.node}' cannot confirm that it is still the active node (its "
                 "lease was not renewed in time); the request was not sent — retry",
@@ -189,16 +222,16 @@ class EpochStore:
 def peer_link_schema(extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The ``failover`` keys every strategy over the peer link shares, plus ``extra``."""
     properties: dict[str, Any] = {
-        "listen": {"type": "string", "pattern": "^(\\[[0-9A-Fa-f:.]+\\]|[^:\\s]+):[0-9]{1,5}$",
+        "listen": {"type": "string", "format": "listen-address",
                    "description": "HOST:PORT of this node's peer link."},
         "peers": {"type": "array", "uniqueItems": True,
-                  "items": {"type": "string",
-                            "pattern": "^(\\[[0-9A-Fa-f:.]+\\]|[^:\\s]+):[0-9]{1,5}$"},
+                  "items": {"type": "string", "format": "host-port"},
                   "description": "HOST:PORT of the other nodes' peer links."},
         "key": {"type": "string", "minLength": 1, "default": "cluster.key",
+                "x-settings-file": True,
                 "description": "The cluster key file in the settings folder "
                                "(tieline keys generate)."},
-        "advertise": {"type": "string", "minLength": 1,
+        "advertise": {"type": "string", "format": "ws-url",
                       "description": "The WebSocket URL clients use to reach this node "
                                      "(default: from the first websocket API)."},
         "heartbeat_ms": {"type": "integer", "minimum": 20, "maximum": 10000, "default": 250,
@@ -248,6 +281,12 @@ class Strategy(abc.ABC):
 
     async def close(self) -> None:
         """Release what the strategy holds (called once, after run was cancelled)."""
+
+    def peers_status(self) -> list[dict[str, Any]]:
+        """The other nodes as this strategy knows them, for ``tieline status``: dicts with
+        ``address``, ``node``, ``role``, ``state``, ``epoch``, ``connected``,
+        ``heard_ms_ago`` and ``problem`` (None, or what is wrong: a key dispute, say)."""
+        return []
 
     async def switch_back(self) -> dict[str, Any]:
         """A planned handover back to the main (``tieline failover switch-back``)."""

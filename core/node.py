@@ -119,7 +119,8 @@ class Node:
     def _warm(self, link: DeviceLink) -> bool:
         """Whether the link runs now: always on the active node; on a standby node when the
         router's ``standby_link`` is warm (the device allows a second controller)."""
-        return link.router not in self.cold_routers or self.status.state is State.ACTIVE
+        return (link.router not in self.cold_routers
+                or self.failover.status.state is State.ACTIVE)
 
     def _start_link(self, link: DeviceLink) -> None:
         task = self._link_tasks.get(link)
@@ -186,7 +187,9 @@ class Node:
 
     @property
     def status(self) -> NodeStatus:
-        return self.failover.status
+        """What the node says of itself (``Failover.effective``): never active while it
+        would refuse to act."""
+        return self.failover.effective
 
     def reload(self) -> list[str]:
         """Re-read the settings folder and apply what can change while running.
@@ -264,7 +267,8 @@ class Node:
             observer = tg.create_task(self._observe(observed), name="observers")
             actions_task = None
             if self.actions is not None:
-                self.actions.want(self.status.state)  # standby: clears a crashed run's claim
+                # standby: clears a crashed run's claim
+                self.actions.want(self.failover.status.state)
                 actions_task = tg.create_task(self.actions.run(), name="failover actions")
             strategy_task = None
             started: list[ClientApi] = []

@@ -5,8 +5,10 @@ made once by ``tieline keys generate DIR`` and copied to every node). The link i
 (asyncssh), and the cluster key is used both ways:
 
 - each node listens with an SSH server whose **host key is the cluster key** and which
-  accepts only clients that **authenticate with the cluster key**. A client that does not
-  is refused and logged (once per address, at WARNING; repeats at DEBUG);
+  accepts only clients that **authenticate with the cluster key**. Every client that does
+  not is refused and logged with the reason (it does not speak SSH; it holds another
+  cluster key; it offered another key; it left without a word), at WARNING at most once
+  per reason every ``refusal_log_interval_s``, the others at DEBUG and counted;
 - each node keeps an **outgoing** SSH connection to every configured peer, and accepts only
   a server whose host key is the cluster's public key. So a machine without the key can
   neither join a cluster nor pose as one of its nodes.
@@ -469,21 +471,27 @@ def _set_nodelay(conn: Any) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-class _Once:
-    """Log the first occurrence of each key at the given level, repeats at DEBUG."""
+class _RateLimited:
+    """Log each kind of event (``key``) at its level at most once per ``interval_s``; the
+    ones in between go to DEBUG, and their number is said in the next one logged."""
 
-    def __init__(self) -> None:
-        self._seen: set[object] = set()
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self._last: dict[object, tuple[float, int]] = {}  # key -> (logged at, held back)
 
     def log(self, key: object, level: int, message: str, *args: object,
             exc_info: BaseException | None = None) -> None:
-        if key in self._seen:
-            level = logging.DEBUG
-        self._seen.add(key)
+        now = time.monotonic()
+        last = self._last.get(key)
+        if last is not None and now - last[0] < self.interval_s:
+            self._last[key] = (last[0], last[1] + 1)
+            log.debug(message, *args, exc_info=exc_info)
+            return
+        if last is not None and last[1]:
+            message += " (%d more like it in the last %.0f s)"
+            args = (*args, last[1], now - last[0])
+        self._last[key] = (now, 0)
         log.log(level, message, *args, exc_info=exc_info)
-
-    def reset(self, key: object) -> None:
-        self._seen.discard(key)
 
 
 class _ServerSide(asyncssh.SSHServer):
@@ -499,6 +507,7 @@ class _ServerSide(asyncssh.SSHServer):
 
     def connection_made(self, conn: Any) -> None:
         self._conn = conn
+        self._since = time.monotonic()
         self._address = (conn.get_extra_info("peername") or ("?",))[0]
         self._link._server_conns.add(conn)
         _set_nodelay(conn)
@@ -506,7 +515,8 @@ class _ServerSide(asyncssh.SSHServer):
     def connection_lost(self, exc: Exception | None) -> None:
         self._link._server_conns.discard(self._conn)
         if not self._authenticated:
-            self._link._refused(self._address, self._user, self._wrong_key, exc)
+            timed_out = time.monotonic() - self._since >= self._link.login_timeout_s * 0.95
+            self._link._refused(self._address, self._user, self._wrong_key, exc, timed_out)
 
     def begin_auth(self, username: str) -> bool:
         self._user = username
@@ -524,7 +534,6 @@ class _ServerSide(asyncssh.SSHServer):
 
     def auth_completed(self) -> None:
         self._authenticated = True
-        self._link._refusals.reset(self._address)
 
 
 # -------------------------------------------------------------------------------------------
@@ -567,6 +576,9 @@ class PeerLink:
     login_timeout_s = 10.0
     #: how long :meth:`close` waits for connections and handlers to end.
     close_timeout_s = 2.0
+    #: refused connections and misbehaving peers: each reason is logged at WARNING at
+    #: most once in this many seconds (the others at DEBUG, and counted).
+    refusal_log_interval_s = 10.0
 
     def __init__(
         self, *, node: str, listen: tuple[str, int], peers: Sequence[tuple[str, int]],
@@ -606,8 +618,8 @@ class PeerLink:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._server: Any = None
         self._server_conns: set[Any] = set()
-        self._refusals = _Once()
-        self._problems = _Once()
+        self._refusals = _RateLimited(self.refusal_log_interval_s)
+        self._problems = _RateLimited(self.refusal_log_interval_s)
         self._started = False
         self._closing = False
         self.listen_address: tuple[str, int] | None = None
@@ -833,7 +845,8 @@ class PeerLink:
 
         Logs a loss once (WARNING) and a recovery once (INFO). While it stays unreachable,
         repeats go to DEBUG, except that a change of kind of failure (the network, the
-        key, the protocol) is logged again: a wrong key needs a person.
+        key, the protocol) is logged again, and a key refused is logged at ERROR at every
+        attempt: a wrong key needs a person.
         """
         delays = self._backoff()
         logged: str | None = None  # the kind of failure logged since the last recovery
@@ -857,6 +870,9 @@ class PeerLink:
             if up:
                 log.warning("peer %s (node '%s'): connection lost (%s); reconnecting",
                             address, peer.name, reason)
+            elif kind == "key":  # a person must act: said at every attempt
+                log.error("peer %s: cannot connect (%s); retrying in %.1f s", address,
+                          reason, delay)
             elif kind != logged:
                 log.warning("peer %s: cannot connect (%s); retrying in %.1f s and then "
                             "with backoff", address, reason, delay)
@@ -1014,7 +1030,7 @@ class PeerLink:
                 self._received(channel, *received)
         except RemoteProtocolError as exc:
             reason = f"dropped: {exc}"
-            self._problems.log(channel.node or channel.host, logging.WARNING,
+            self._problems.log(("protocol", channel.node or channel.host), logging.WARNING,
                                "peer link: %s sent something that is not a peer link "
                                "message (%s); dropping the connection", channel.label, exc)
         except _Misconfigured as exc:
@@ -1118,22 +1134,35 @@ class PeerLink:
         return result
 
     def _refused(self, address: str, user: str | None, wrong_key: bool,
-                 exc: Exception | None) -> None:
+                 exc: Exception | None, timed_out: bool = False) -> None:
         """An incoming connection ended without authenticating with the cluster key."""
         if self._closing:
             return
         if isinstance(exc, asyncssh.DisconnectError):
             detail = exc.reason or type(exc).__name__
         else:
-            detail = str(exc or "") or "closed"
+            detail = (exc.strerror if isinstance(exc, OSError) else None) or str(exc or "") \
+                or "closed"
+        fix = _KEY_FIX
         if wrong_key:
-            why = "it offered a key that is not the cluster key"
-        elif user is None:
-            why = (f"it left before authenticating ({detail}), as a node holding another "
-                   "cluster key does when it sees this node's host key")
+            reason, why = "wrong key", "it offered a key that is not the cluster key"
+        elif isinstance(exc, asyncssh.HostKeyNotVerifiable):
+            reason, why = "host key", ("it does not trust this node's host key: it holds "
+                                       "another cluster key")
+        elif isinstance(exc, (asyncssh.ProtocolNotSupported, asyncssh.ProtocolError)):
+            reason, why = "not ssh", f"it does not speak SSH ({detail})"
+            fix = "whatever it is, it is not a tieline node: check what connects to this port"
+        elif timed_out:
+            reason, why = "timeout", (f"it did not log in within {self.login_timeout_s:g} s "
+                                      "(a stalled client, or something that is not SSH)")
+            fix = "check what connects to this port"
+        elif user is not None:
+            reason, why = "no key", f"it did not authenticate with the cluster key ({detail})"
         else:
-            why = f"it did not authenticate with the cluster key ({detail})"
-        who = f" (node '{user}')" if user else ""
-        self._refusals.log(address, logging.WARNING,
+            reason, why = "left", (f"it left before authenticating ({detail}): a port scan, "
+                                   "a health check, or a client that gave up")
+            fix = "nothing to do if this is expected"
+        who = f" (user '{user}')" if user else ""
+        self._refusals.log(reason, logging.WARNING,
                            "peer link: refused a connection from %s%s: %s; %s",
-                           address, who, why, _KEY_FIX)
+                           address, who, why, fix)

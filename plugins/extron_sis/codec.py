@@ -684,6 +684,9 @@ class Codec:
         self.allow_clear_all = allow_clear_all
         #: (device role) the next line is a password: set by sending :class:`PasswordPrompt`.
         self.awaiting_password = False
+        #: line ends (CR or LF) received so far, between commands or ending a line: the
+        #: emulator answers one error per run of garbage up to a line end (or a command).
+        self.line_ends = 0
         self._raw = bytearray()
         self._item = bytearray()  #: the line or command being assembled
         self._after_cr = False  #: one LF right after a CR belongs to it
@@ -780,6 +783,7 @@ class Codec:
             return None, event
         self._after_cr = raw[0] == CR
         del raw[0]
+        self.line_ends += 1
         line = bytes(self._item)
         self._item.clear()
         if self._skipping:
@@ -866,6 +870,8 @@ class Codec:
                 continue
             if not self._item and byte in _BLANKS:
                 del raw[0]
+                if byte in (CR, LF):
+                    self.line_ends += 1
                 continue
             del raw[0]
             fields = self._item.decode("ascii")

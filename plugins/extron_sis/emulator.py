@@ -23,11 +23,19 @@ stateful and serves several controllers at once, over Telnet/TCP, SSH (the base 
   (and, an emulator's choice the notes leave open, audio commands on a video-only frame,
   ``levels=1``), ``E11`` bad or empty preset, ``E13`` bad value or name (names: at most 12
   characters, as on DXP), ``E14`` ``Y!`` on a broken-away output, ``E24`` an administrator's
-  command (save a preset, set a name, the global timeout) from a user-level login.
+  command (save a preset, set a name, the global timeout) from a user-level login;
+* garbage (bytes that make no command) is answered with **one** ``E10`` per run: from the
+  first bad byte up to the next command or the next line end (CR or LF). The notes (§1.3,
+  §5, §9.4) say an unknown command gets ``E10`` but not what a device answers to a stream
+  of bytes that are no commands; one error per byte would send 5 bytes back for every byte
+  of line noise. A line end closes a run because an Esc-command ends with CR (each
+  unknown Esc-command gets its ``E10``, so a controller waiting for an answer gets one) and
+  a person typing ends each try with Enter. Before a Telnet login the same holds for the
+  ``Password:`` prompt that answers a bad password line.
 
 Numbers are 1-based as on the wire. Initially output ``o`` is fed by input
 ``(o - 1) % inputs + 1`` on every plane, ports are named ``Input 1`` … ``Output 1`` …, no
-preset is stored. Every command received is kept in :attr:`command_log`.
+preset is stored. The latest commands received are kept in :attr:`command_log`.
 """
 
 from __future__ import annotations
@@ -109,6 +117,9 @@ class Connection:
     administrator: bool
     idle_timeout_s: float
     last_rx: float = 0.0
+    #: the codec's ``line_ends`` when a run of garbage was last answered; None once a
+    #: command has been read since (one error per run, see the module docstring).
+    garbage_run: int | None = None
 
 
 class _Refused(Exception):
@@ -261,6 +272,9 @@ class ExtronMatrix(DeviceEmulator):
                 message = conn.codec.next_event()
             except RemoteProtocolError as exc:
                 log.debug("extron emulator: bad command from %s: %s", peer.name, exc)
+                if conn.garbage_run == conn.codec.line_ends:
+                    continue  # this run of garbage was answered already
+                conn.garbage_run = conn.codec.line_ends
                 if conn.logged_in:
                     await self._delay()
                     peer.send(conn.codec.send(ErrorCode(10)))
@@ -269,6 +283,7 @@ class ExtronMatrix(DeviceEmulator):
                 continue
             if message is None:
                 break
+            conn.garbage_run = None
             self.log_command(peer, message)
             await self._handle(peer, conn, message)
 

@@ -6,13 +6,29 @@ every ``heartbeat_ms`` [250]. The active node holds the lease:
 * **The holder stops acting at its renew deadline.** Each heartbeat tick moves the node's
   fence ``renew_deadline_ms`` [1500] ahead. A tick that runs late by more than that (the
   process was paused: SIGSTOP, a hung host, a VM freeze) does not move it: the node refuses
-  every request and first revalidates: it waits until it hears from its peers again, and
-  gives the role up if one of them took a higher epoch meanwhile. Heard from no peer for a
-  whole lease, it goes on alone.
+  every request, shows itself standby, and revalidates on **fresh evidence only**: its
+  heartbeats carry a new probe, and it acts again at its epoch only once *every* peer has
+  answered with a heartbeat that echoes the probe (so written after the pause) and none of
+  them holds a higher epoch. Heartbeats that waited in its sockets during the pause prove
+  nothing and count for nothing. A peer that does not answer within a lease: the node
+  gives its epoch up and becomes standby; it may take over again only as a new candidate,
+  with a new epoch, like any other.
+* **A stalled standby starts watching again.** A standby whose tick ran late does not count
+  the pause as silence of the active node: it waits a whole lease from the end of the pause.
+  A candidacy during which the process stalled is abandoned, and so is a switch back.
 * **The candidate waits a full lease.** A standby takes over when it has heard no active
   node for ``lease_ms`` [2500] *and* it reaches every router itself (it connects the links
   a standby keeps closed, and waits for their state). It takes a new epoch, persisted
   first, and accepts routes at once.
+* **Key disputes** (a peer refuses this node's cluster key, or this node its): the main
+  wins. A main is never held back by a peer it cannot authenticate. A backup is
+  *confirmed* once it has exchanged heartbeats with the main (it holds the main's key); it
+  remembers that in its state folder, with the main's address, for as long as its key does
+  not change. A confirmed backup ignores key disputes, except with the main. An
+  unconfirmed backup that has been in a key dispute since it started never takes over, and
+  a backup in a key dispute with a reachable peer (the main, for a confirmed one) never
+  stays active beside it. Every refused attempt is logged by the peer link, and ``tieline
+  status`` lists the peers in dispute.
 * **Ties**: a main takes over after one lease; at a cold start (no active node heard since
   it started) a backup waits one lease plus two heartbeats, so that the main wins. A backup
   that had followed an active node waits exactly one lease after its last heartbeat. Two actives with the same epoch: the main
@@ -43,6 +59,7 @@ from typing import Any, ClassVar
 from tieline.cluster import PeerLinkStrategy, PeerView
 from tieline.errors import Refused, TielineError
 from tieline.failover import Role, State, peer_link_schema
+from tieline.jsonfile import JsonFileError, load_json, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -93,15 +110,22 @@ class LeaseStrategy(PeerLinkStrategy):
         self.auto_switch_back = options.get("switch_back", "auto") == "auto"
         self.started_at = self.clock()
         self.last_tick = self.clock()
+        #: since when silence of the active node counts (the start, or the end of a stall)
+        self.watching_since = self.started_at
+        #: how many stalls (late ticks) this node has seen: a candidacy or a switch back
+        #: during which it changed is abandoned
+        self.stalls = 0
         self.revalidating_since: float | None = None
         self.main_standby_since: float | None = None
         self._handover: asyncio.Task[None] | None = None
         #: the epoch under which this node holds the active role (None when standby). The
         #: epoch store holds the highest epoch seen, which may be higher (a peer's).
         self.my_epoch: int | None = None
-        #: peers that refused our key since we last reached them: this node is not a
-        #: member of the cluster it names, and must never take over
+        #: peers that have been in a key dispute with this node since it started
         self.key_refused: set[str] = set()
+        #: the main's address, once this backup is confirmed (it holds the main's key)
+        self.confirmed_main: str | None = None
+        self._membership_file = node.state_folder / "membership.json"
         #: the candidacy in progress (connecting the routers), run beside the heartbeats
         self._candidacy: asyncio.Task[None] | None = None
         #: why the last candidacy failed, logged once per reason
@@ -125,7 +149,55 @@ class LeaseStrategy(PeerLinkStrategy):
         return None
 
     async def started(self) -> None:
-        self.started_at = self.last_tick = self.clock()
+        self.started_at = self.last_tick = self.watching_since = self.clock()
+        self.confirmed_main = self._read_membership()
+
+    # -- key disputes ----------------------------------------------------------------------
+    def _read_membership(self) -> str | None:
+        """The main's address if this backup was confirmed with its current key."""
+        if self.role is Role.MAIN:
+            return None
+        try:
+            data = load_json(self._membership_file).data
+        except JsonFileError:
+            return None
+        if isinstance(data, dict) and data.get("key") == self.key_fingerprint \
+                and isinstance(data.get("main"), str):
+            return data["main"]
+        return None
+
+    def _confirm(self, main: PeerView) -> None:
+        """A heartbeat from the main came over the authenticated link: our key is the
+        cluster's. Remembered, with the main's address, across restarts."""
+        if self.confirmed_main == main.address:
+            return
+        self.confirmed_main = main.address
+        try:
+            self._membership_file.parent.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(self._membership_file,
+                              {"key": self.key_fingerprint, "main": main.address},
+                              keep_previous=False)
+        except (OSError, TielineError) as exc:
+            log.warning("could not record this node's membership in %s: %s",
+                        self._membership_file, exc)
+        log.info("confirmed: this node holds the cluster key of the main (%s)", main.address)
+
+    def key_disputes(self) -> set[str]:
+        """The peers in a key dispute with this node now (reachable, refusing)."""
+        return {address for address, peer in (self.link.peers.items() if self.link else ())
+                if peer.problem == "key"}
+
+    def key_blockers(self, *, candidacy: bool) -> list[str]:
+        """The peers whose key dispute keeps this node from being active: none for the
+        main (it wins); for a confirmed backup, the main if in dispute now; for another
+        backup, every peer in dispute now, and for a candidacy every one since it
+        started."""
+        if self.role is Role.MAIN:
+            return []
+        now = self.key_disputes()
+        if self.confirmed_main is not None:
+            return sorted(now & {self.confirmed_main})
+        return sorted((now | self.key_refused) if candidacy else now)
 
     async def close(self) -> None:
         for task in (self._handover, self._candidacy):
@@ -135,18 +207,27 @@ class LeaseStrategy(PeerLinkStrategy):
 
     # -- the loop: one tick per heartbeat, before the heartbeat goes out -------------------
     async def tick(self) -> None:
-        for peer in (self.link.peers.values() if self.link else ()):
-            if peer.problem == "key":
-                self.key_refused.add(peer.address)
-            elif peer.connected:
-                self.key_refused.discard(peer.address)
+        self.key_refused |= self.key_disputes()
+        for peer in self.peers.values():
+            if peer.role == "main" and self.role is not Role.MAIN and self.heard(
+                    peer, self.lease_s):
+                self._confirm(peer)
         now = self.clock()
         gap = now - self.last_tick
         self.last_tick = now
+        if gap > self.renew_s:
+            self.stalls += 1
+            self.watching_since = now  # the pause was no silence of the others
         if self.active:
             await self._tick_active(now, gap)
         else:
             await self._tick_standby(now)
+        self.failover.refresh()  # a fence that expired or moved shows in the status
+
+    def stalled_since(self, stalls: int) -> bool:
+        """Whether this process stalled since ``self.stalls`` was ``stalls`` (or is stalled
+        now: its tick is overdue, it has just resumed and the tick has not run yet)."""
+        return self.stalls != stalls or self.clock() - self.last_tick > self.renew_s
 
     async def _tick_active(self, now: float, gap: float) -> None:
         mine = self.my_epoch if self.my_epoch is not None else self.node.epochs.epoch
@@ -159,17 +240,33 @@ class LeaseStrategy(PeerLinkStrategy):
                             "higher" if peer.epoch > mine else "the same", mine)
                 await self._demote(peer)
                 return
+        blockers = self.key_blockers(candidacy=False)
+        if blockers:
+            log.error("this node becomes standby: the peer link to %s refuses its cluster "
+                      "key (or it theirs), and the main wins a key dispute. Copy the "
+                      "cluster's key file here", ", ".join(blockers))
+            await self._demote(None)
+            return
         if gap > self.renew_s:
             log.warning("the failover tick ran %.1f s late (was this process paused?): not "
-                        "acting until the peers are heard again", gap)
+                        "acting until every peer has answered a probe (epoch %d)", gap, mine)
             self.revalidating_since = now
+            self.start_probe()
             return
         if self.revalidating_since is not None:
-            heard_since = any(p.heard > self.revalidating_since for p in self.peers.values())
-            if not heard_since and now - self.revalidating_since < self.lease_s:
-                return  # still waiting to hear whether someone took over
+            silent = [p for p in self.peers.values() if not self.answered(p)]
+            if silent and now - self.revalidating_since < self.lease_s:
+                return  # still waiting for fresh evidence from every peer
             self.revalidating_since = None
-            log.info("revalidated: still the active node (epoch %d)", mine)
+            self.end_probe()
+            if silent:
+                log.warning("after the pause, %s did not answer within a lease: giving "
+                            "epoch %d up (a peer may have taken over); this node becomes "
+                            "standby", ", ".join(p.name or p.address for p in silent), mine)
+                await self._demote(None)
+                return
+            log.info("revalidated: every peer answered after the pause and none is active "
+                     "above epoch %d: still the active node", mine)
         self.failover.fence_until = now + self.renew_s
 
     def _yields_to(self, peer: PeerView) -> bool:
@@ -203,7 +300,7 @@ class LeaseStrategy(PeerLinkStrategy):
             else self.lease_s + 2 * self.heartbeat_s
         silent = all(not self.heard(p, wait) for p in self.peers.values()
                      if p.state == "active")
-        if now - self.started_at < wait or not silent:
+        if now - self.watching_since < wait or not silent:
             return
         if self.role is not Role.MAIN and self._other_candidate_first():
             return
@@ -227,14 +324,18 @@ class LeaseStrategy(PeerLinkStrategy):
             self._candidacy_problem = problem
 
     async def _take_over(self, why: str) -> None:
-        refused = sorted(self.key_refused)
+        refused = self.key_blockers(candidacy=True)
         if refused:
             self._candidacy_failed(
                 "key", logging.ERROR,
-                f"not taking over: the peer link to {', '.join(map(str, refused))} refuses "
-                "our key (or we its): this node's cluster key differs from the cluster's. "
-                "Copy the cluster's key file here")
+                f"not taking over: the peer link to {', '.join(refused)} refuses our key "
+                "(or we its), and this backup has never been confirmed by the main: its "
+                "cluster key may not be the cluster's. Copy the main's key file here"
+                if self.confirmed_main is None else
+                f"not taking over: the main ({', '.join(refused)}) refuses our key (or we "
+                "its); the main wins a key dispute. Copy the main's key file here")
             return
+        stalls = self.stalls
         if not await self.node.connect_all_links(self.connect_timeout_s):
             offline = self.node.offline_routers()
             self._candidacy_failed(
@@ -246,21 +347,27 @@ class LeaseStrategy(PeerLinkStrategy):
         if self.active or any(p.state == "active" and self.heard(p, self.lease_s)
                               for p in self.peers.values()):
             return
+        if self.stalled_since(stalls):
+            log.info("candidacy abandoned: this process stalled while it connected its "
+                     "routers; watching the other nodes for a whole lease again")
+            return
         self._candidacy_problem = None
         epoch = self.node.epochs.next(self.max_epoch())  # persisted before use
         self.my_epoch = epoch
         self.failover.fence_until = self.clock() + self.renew_s
         self.failover.update(state=State.ACTIVE, epoch=epoch, active=None)
         log.warning("this node is now active (epoch %d): %s", epoch, why)
-        self.broadcast(self.heartbeat())
+        self.send_heartbeats()
 
     async def _demote(self, leader: PeerView | None) -> None:
         url = (leader.api[0] if leader and leader.api else leader.address if leader else None)
         self.my_epoch = None
+        self.revalidating_since = None
+        self.end_probe()
         self.failover.fence_until = None
         self.failover.update(state=State.STANDBY, active=url, epoch=self.max_epoch())
+        self.send_heartbeats()
         await self.node.close_cold_links()
-        self.broadcast(self.heartbeat())
 
     # -- switch back ---------------------------------------------------------------------
     async def _take_back(self, leader: PeerView) -> None:
@@ -271,6 +378,7 @@ class LeaseStrategy(PeerLinkStrategy):
             if not await self.node.connect_all_links(self.connect_timeout_s, cold=False):
                 log.warning("switch back postponed: this node does not reach every router")
                 return
+            stalls = self.stalls
             reply = await self.link.request(
                 leader.address, {"type": "handover", "epoch": self.max_epoch()},
                 timeout=self.renew_s + self.lease_s)
@@ -286,12 +394,16 @@ class LeaseStrategy(PeerLinkStrategy):
                           "is active until one takes over after a lease",
                           self.connect_timeout_s)
                 return
+            if self.stalled_since(stalls):
+                log.warning("switch back abandoned: this process stalled meanwhile; the "
+                            "backup handed over, so a node takes over after a lease")
+                return
             epoch = self.node.epochs.next(max(released, self.max_epoch()))
             self.my_epoch = epoch
             self.failover.fence_until = self.clock() + self.renew_s
             self.failover.update(state=State.ACTIVE, epoch=epoch, active=None)
             log.warning("switched back: the main is active again (epoch %d)", epoch)
-            self.broadcast(self.heartbeat())
+            self.send_heartbeats()
         except (TimeoutError, TielineError, OSError) as exc:
             log.warning("switch back failed (%s); will try again", exc)
         finally:

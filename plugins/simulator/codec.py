@@ -53,7 +53,8 @@ Device -> controller::
                                           the protect that refused it. Codes: ``protected``,
                                           ``locked``, ``not_owner`` (a release without
                                           force), ``range`` (a number outside the router),
-                                          ``syntax`` (a line the device could not parse)
+                                          ``syntax`` (a line the device could not parse;
+                                          once per run of such lines)
 
 Errors: bytes that do not follow these rules raise :class:`~tieline.errors.RemoteProtocolError`
 and nothing else. The offending line is consumed first (an over-long line is skipped up to

@@ -5,9 +5,12 @@ a memory pipe) or over TCP (:meth:`SimulatedRouter.serve_tcp`). The device holds
 truth: it enforces protects and locks, applies routes after its switching delay, in the
 order received, and tells every connected controller of every change. Changes can also be
 made at the frame, as a hardware panel would (:meth:`SimulatedRouter.panel_route`).
+A line it cannot parse is answered ``ERR syntax``, once per run of such lines (until the
+next line it can parse): garbage is not answered line by line.
 
-Every command received is kept in :attr:`SimulatedRouter.command_log` so tests can prove
-what a controller sent (for example, that no ROUTE was sent while it started).
+The latest commands received are kept in :attr:`SimulatedRouter.command_log` (the base
+class's ring buffer) so tests can prove what a controller sent (for example, that no ROUTE
+was sent while it started).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import asyncio
 import logging
 from array import array
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from tieline.errors import RemoteProtocolError
 from tieline.model import Crosspoint, PortKind, Protect, ProtectKind
@@ -42,6 +46,15 @@ from .codec import (
 )
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Controller:
+    """One controller's state (``peer.state``)."""
+
+    codec: Codec
+    #: a line that did not parse was answered, and no good line has come since.
+    in_garbage: bool = False
 
 
 class SimulatedRouter(DeviceEmulator):
@@ -91,8 +104,6 @@ class SimulatedRouter(DeviceEmulator):
                 self.labels[PortKind(kind)][index] = text
         #: protects and locks by (level, destination).
         self.protects: dict[tuple[int, int], Protect] = {}
-        #: every command received: (controller name, message).
-        self.command_log: list[tuple[str, Message]] = []
         dump_estimate = levels * destinations * 16 + (sources + destinations) * 48
         super().__init__(max_outgoing_bytes=max_outgoing_bytes or max(1 << 20, 2 * dump_estimate))
         self._encoder = Codec(Role.DEVICE)
@@ -109,22 +120,26 @@ class SimulatedRouter(DeviceEmulator):
         self.spawn(self._switcher(), "simulator switcher")
 
     def controller_connected(self, peer: EmulatorPeer) -> None:
-        peer.state = Codec(Role.DEVICE)
+        peer.state = _Controller(Codec(Role.DEVICE))
 
     async def data_received(self, peer: EmulatorPeer, data: bytes) -> None:
-        codec: Codec = peer.state
+        controller: _Controller = peer.state
+        codec = controller.codec
         codec.receive_data(data)
         while not peer.closed:
             try:
                 message = codec.next_event()
             except RemoteProtocolError as exc:
                 log.debug("simulator: bad line from %s: %s", peer.name, exc)
-                peer.send(self._encoder.send(
-                    ErrorReply("syntax", None, None, None, _printable(str(exc)))
-                ))
+                if not controller.in_garbage:  # one error per run of bad lines
+                    controller.in_garbage = True
+                    peer.send(self._encoder.send(
+                        ErrorReply("syntax", None, None, None, _printable(str(exc)))
+                    ))
                 continue
             if message is None:
                 break
+            controller.in_garbage = False
             self.log_command(peer, message)
             await self._handle(peer, message)
 

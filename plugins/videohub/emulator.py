@@ -14,7 +14,7 @@ unchanged route (``locked_route="ack"``) — the notes allow both [VH §5.3, §1
 Test helpers change the device as its front panel or another client would
 (:meth:`VideohubEmulator.panel_route`, :meth:`~VideohubEmulator.panel_label`,
 :meth:`~VideohubEmulator.panel_lock`), inject blocks, and slow every reply down
-(``response_delay_s``). Every block received is in :attr:`command_log`.
+(``response_delay_s``). The latest blocks received are in :attr:`command_log`.
 """
 
 from __future__ import annotations

@@ -100,21 +100,21 @@ async def measure(device: ExtronMatrix, port: int, mode: str, repeat: int
                   ) -> tuple[list[Any], float, int]:
     """The salvo's table row; the first read's time and commands."""
     options = {"quick_tie": True} if mode == "quick ties" else {}
-    start = len(device.command_log)
+    device.command_log.clear()
     routing, task, sync = await connect(port, options)
-    sync_commands = len(device.command_log) - start
+    sync_commands = len(device.command_log)
     codec = Codec(CodecRole.CONTROLLER)
     times, commands, sent = [], Counter(), 0
     try:
         for run in range(repeat):
             xps = crosspoints(mode, run)
             routing.salvos["s"] = Salvo("s", "bench", xps)
-            start = len(device.command_log)
+            device.command_log.clear()
             began = time.perf_counter()
             result = await routing.take_salvo(OPERATOR, "s")
             times.append(time.perf_counter() - began)
             assert not result.refused and len(result.taken) == 1000, result.refused[:3]
-            log = [m for _, m in device.command_log[start:]]
+            log = [m for _, m in device.command_log]
             commands = Counter(type(m).__name__ for m in log)
             sent = sum(len(codec.send(m)) for m in log)
             video = [device.tie(d + 1) - 1 for d in range(PORTS)]
@@ -134,6 +134,7 @@ async def run(repeat: int) -> None:
     harness.print_machine()
     rows: list[Any] = []
     syncs: list[float] = []
+    ExtronMatrix.command_log_size = None  # the table counts every command of a sync
     async with ExtronMatrix(PORTS, PORTS, 2, password=PASSWORD) as device:
         server = await device.serve_tcp("127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]

@@ -78,12 +78,12 @@ async def run(runs: int, size: int) -> dict[str, list[float]]:
             crosspoints = tuple(Crosspoint(0, d, (d + number + 1) % size) for d in range(size))
             routing.salvos["salvo"] = Salvo("salvo", "bench", crosspoints)
             for case in ("changing", "already set"):
-                logged = len(device.command_log)
+                device.command_log.clear()
                 start = time.perf_counter()
                 result = await routing.take_salvo(OPERATOR, "salvo")
                 elapsed = time.perf_counter() - start
                 assert not result.refused and len(result.taken) == size, result.refused[:3]
-                sent = [m for _, m in device.command_log[logged:] if not isinstance(m, Ping)]
+                sent = [m for _, m in device.command_log if not isinstance(m, Ping)]
                 routes = sum(isinstance(m, Routes) for m in sent)
                 reads = sum(isinstance(m, StatusRequest) for m in sent)
                 times[case].append(elapsed)

@@ -65,8 +65,9 @@ PASSWORD = "extron"
 
 
 @pytest.fixture
-async def make_device() -> AsyncIterator[Callable[..., Any]]:
+async def make_device(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Callable[..., Any]]:
     """Emulators for one test; afterwards none may have been sent clear-all (§2)."""
+    monkeypatch.setattr(ExtronMatrix, "command_log_size", None)  # the check sees every one
     devices: list[ExtronMatrix] = []
 
     async def make(*args: Any, **kwargs: Any) -> ExtronMatrix:

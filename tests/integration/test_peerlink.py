@@ -334,23 +334,25 @@ async def test_a_node_with_another_key_is_refused_both_ways(key, caplog):
         await intruder.start()
         to_intruder, to_good = address(intruder), address(good)
 
-        # the intruder cannot join: the good node refuses it, and logs that once
+        # the intruder cannot join: the good node refuses it, and logs that once in the
+        # rate limit's interval (the repeats at DEBUG)
         intruder.set_peers([good.listen_address])
         await eventually(lambda: len(records(caplog, "refused a connection from 127.0.0.1")) >= 3,
                          "the intruder tried a few times")
         (warning,) = records(caplog, "refused a connection from 127.0.0.1", logging.WARNING)
-        assert "it left before authenticating" in warning.getMessage()
+        assert "it does not trust this node's host key: it holds another cluster key" \
+            in warning.getMessage()
         assert "tieline keys generate" in warning.getMessage()
+        # the intruder's side says at every attempt, loudly, that the key is refused
         assert len(records(caplog, f"peer {to_good}: cannot connect (its host key is not the "
-                                   "cluster key", logging.WARNING)) == 1
+                                   "cluster key", logging.ERROR)) >= 3
 
-        # nor can it pose as a peer: the good node refuses its host key, and logs that once
+        # nor can it pose as a peer: the good node refuses its host key, at every attempt
         good.set_peers([intruder.listen_address])
         await eventually(lambda: len(records(caplog, f"peer {to_intruder}: cannot connect "
-                                                     "(its host key is not the cluster key")) >= 3,
+                                                     "(its host key is not the cluster key",
+                                             logging.ERROR)) >= 3,
                          "the good node tried a few times")
-        assert len(records(caplog, f"peer {to_intruder}: cannot connect",
-                           logging.WARNING)) == 1
 
         assert not good.peers[to_intruder].connected and not intruder.peers[to_good].connected
         assert good.peers[to_intruder].name is None
@@ -379,24 +381,76 @@ async def test_a_client_offering_another_key_is_refused(key, caplog):
         await eventually(lambda: len(records(caplog, "refused a connection from 127.0.0.1")) == 3,
                          "three refusals")
         (warning,) = records(caplog, "refused a connection from 127.0.0.1", logging.WARNING)
-        assert "(node 'mallory'): it offered a key that is not the cluster key" \
+        assert "(user 'mallory'): it offered a key that is not the cluster key" \
             in warning.getMessage()
+        assert inbox.received == []
+    finally:
+        await link.close()
 
-        # once a client from that address authenticates, a later refusal is news again
-        good = await asyncssh.connect(host, port, username="b", config=None, agent_path=None,
-                                      known_hosts=([key.convert_to_public()], [], []),
-                                      client_keys=[key])
-        good.close()
-        await good.wait_closed()
+
+async def test_every_refused_connection_is_logged_with_its_own_reason(key, caplog):
+    """After one refused intruder from an address, garbage and a client with another key
+    from the same address each leave a warning with what they actually did; repeats of
+    one reason are held back for ``refusal_log_interval_s``, then counted."""
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+    link, inbox = make_link("a", key)
+    link._refusals.interval_s = 1.0  # the rate limit, shortened for the test
+    link.login_timeout_s = 1.0  # for a client that says nothing at all
+    intruder, _ = make_link("intruder", asyncssh.generate_private_key("ssh-ed25519"))
+    await link.start()
+    await intruder.start()
+    host, port = link.listen_address
+
+    def warnings(text: str) -> list:
+        return records(caplog, text, logging.WARNING)
+
+    async def garbage(data: bytes) -> None:
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(data)
+        await writer.drain()
+        await reader.read()  # until the node drops it
+        writer.close()
+
+    try:
+        intruder.set_peers([link.listen_address])
+        await eventually(lambda: warnings("it holds another cluster key"), "the intruder")
+        await intruder.close()
+
+        await garbage(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        await eventually(lambda: warnings("it does not speak SSH"), "the garbage")
+        (warning,) = warnings("it does not speak SSH")
+        assert "another cluster key" not in warning.getMessage()
+        assert "not a tieline node" in warning.getMessage()
+
         with pytest.raises(asyncssh.PermissionDenied):
             await asyncssh.connect(host, port, username="mallory", known_hosts=None,
                                    config=None, agent_path=None,
                                    client_keys=[asyncssh.generate_private_key("ssh-ed25519")])
-        await eventually(lambda: len(records(caplog, "refused a connection from 127.0.0.1",
-                                             logging.WARNING)) == 2, "logged again")
+        await eventually(lambda: warnings("it offered a key that is not the cluster key"),
+                         "the wrong key")
+
+        reader, writer = await asyncio.open_connection(host, port)  # a port scan
+        writer.close()
+        await eventually(lambda: warnings("it left before authenticating"), "the scan")
+
+        # the same reason again at once: at DEBUG; after the interval: a warning that
+        # counts what was held back
+        for _ in range(3):
+            await garbage(bytes(range(256)))
+        await eventually(lambda: len(records(caplog, "it does not speak SSH")) == 4,
+                         "three more")
+        assert len(warnings("it does not speak SSH")) == 1
+        await asyncio.sleep(1.0)
+        await garbage(b"\x00" * 100 + b"\r\n")
+        await eventually(lambda: len(warnings("it does not speak SSH")) == 2, "logged again")
+        assert "(3 more like it in the last" in warnings("it does not speak SSH")[1].getMessage()
+
+        await garbage(b"")  # says nothing at all
+        await eventually(lambda: warnings("it did not log in within 1 s"), "the silent one")
         assert inbox.received == []
     finally:
         await link.close()
+        await intruder.close()
 
 
 # -------------------------------------------------------------------------------------------

@@ -112,6 +112,36 @@ async def test_errors(device):
     await c.ask(b"1*1!", b"Out01 In01 All\r\n")  # still serving
 
 
+#: bytes that never make a command: no digits, ``*``, ``Q``/``I``/``N``, Esc, line ends,
+#: blanks or Telnet's IAC (issue 12: garbage must not be answered byte by byte).
+GARBAGE = bytes(b for b in range(256) if b not in b"0123456789*QqIiNn\x1b\r\n \t\xff")
+
+
+async def test_a_run_of_garbage_gets_one_error(device):
+    c = await connect(device)
+    c.send(bytes(GARBAGE[i * 7919 % len(GARBAGE)] for i in range(10_000)))
+    await c.ask(b"1*1!", b"E10\r\nOut01 In01 All\r\n")
+    c.send(b"xyz" * 100)  # a new run after a command
+    await c.ask(b"Q", b"E10\r\n1.23\r\n")
+    await c.quiet()
+
+
+async def test_a_line_end_or_an_esc_command_ends_a_run_of_garbage(device):
+    c = await connect(device)
+    await c.ask(b"hello\r\n", b"E10\r\n")  # as a person typing at a prompt sees it
+    await c.ask(b"hello\r", b"E10\r\n")
+    await c.ask(b"xx\x1bZZ\r\x1bYY\r", b"E10\r\nE10\r\nE10\r\n")  # every Esc-command answered
+    await c.quiet()
+
+
+async def test_garbage_before_login_gets_one_prompt():
+    async with ExtronMatrix(8, 8, 2, password="pw") as device:
+        c = await connect(device, banner=BANNER + b"\r\nPassword:")
+        c.send(GARBAGE * 40)  # an over-long password, skipped to its line end
+        await c.ask(b"\rpw\r", b"\r\nPassword:\r\nLogin Administrator\r\n")
+        await c.quiet()
+
+
 async def test_changes_are_reported_to_other_connections_in_verbose_1_and_3(device):
     a, b, c, d = [await connect(device) for _ in range(4)]
     await a.ask(b"\x1b3CV\r", b"Vrb3\r\n")

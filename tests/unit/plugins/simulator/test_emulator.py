@@ -177,6 +177,18 @@ async def test_bad_line_is_answered_and_the_session_goes_on(device):
     assert "ROUTE" in error.text and pong == Pong()
 
 
+async def test_a_run_of_bad_lines_gets_one_error(device):
+    """Garbage is not answered line by line (issue 12: 10 kB in were 185 kB out)."""
+    c = await controller(device)
+    c.stream.write(b"x\n" * 5000 + b"\xff\xfe garbage\n" * 100 + b"PING\n")
+    error, pong = await c.read(2)
+    assert isinstance(error, ErrorReply) and error.code == "syntax" and pong == Pong()
+    c.stream.write(b"ROUTE nobody\n" * 10 + b"PING\n")  # a new run after a good line
+    error, pong = await c.read(2)
+    assert isinstance(error, ErrorReply) and error.code == "syntax" and pong == Pong()
+    await c.quiet()
+
+
 async def test_switch_delay_applies_routes_late_and_in_order():
     async with SimulatedRouter(1, 4, 4, switch_delay_s=0.05) as device:
         c = await controller(device)
@@ -227,3 +239,19 @@ async def test_close_ends_every_session_and_task():
     with pytest.raises(RuntimeError, match="closed"):
         await device.connect()
     await device.close()  # twice is fine
+
+
+async def test_the_command_log_is_bounded(device):
+    """The embedded simulator of every node must not grow with every route (issue 12)."""
+    c = await controller(device)
+    size = SimulatedRouter.command_log_size
+    assert size is not None
+    routes = 2 * size + 10
+    c.send(*(Route("a", (Crosspoint(0, d % 5, d % 3),)) for d in range(routes)), Ping())
+    async with asyncio.timeout(10):
+        while Pong() not in await c.read():
+            pass
+    assert len(device.command_log) == size
+    assert device.command_log[-1][1] == Ping()
+    assert device.command_log[-2][1] == Route("a", (Crosspoint(0, (routes - 1) % 5,
+                                                               (routes - 1) % 3),))
