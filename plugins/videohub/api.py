@@ -91,7 +91,10 @@ longer one is answered ``NAK`` and skipped up to its empty line. At most :data:`
 blocks of one client wait for their reply; beyond that its socket is not read (TCP flow
 control holds the client back) and neither is it while its replies are not being read.
 Garbage, half blocks, endless lines or a disconnect in the middle of a block concern that
-client's connection only. A client that half-closes gets its pending replies, then the
+client's connection only. Browsers: a web page can make a browser send an HTTP request to
+this port, whose body would read as blocks; a line that opens like an HTTP request (``POST
+/ HTTP/1.1``) cuts the connection before anything after it is read (logged once per
+address). A client that half-closes gets its pending replies, then the
 connection closes.
 """
 
@@ -174,6 +177,10 @@ DEFAULT_CLIENTS = ("127.0.0.0/8", "::1/128")
 _ACK = Codec(Role.DEVICE).send(Ack())  # encoded once: b"ACK\n\n" [VH §2]
 _NAK = Codec(Role.DEVICE).send(Nak())
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+#: The request line an HTTP client opens with. A web page can make a browser send one to
+#: this port (``fetch(..., {mode: "no-cors"})``), with a body that would read as blocks.
+_HTTP_REQUEST = re.compile(rb"(GET|HEAD|POST|PUT|DELETE|CONNECT|OPTIONS|TRACE|PATCH) "
+                           rb"(/|\*|[A-Za-z][A-Za-z0-9+.-]*://)")
 _LABEL_TABLES = {LabelTable.INPUT: PortKind.SOURCE, LabelTable.OUTPUT: PortKind.DESTINATION}
 _HARDWARE_STATUS = frozenset({ValueTable.VIDEO_INPUT_STATUS, ValueTable.VIDEO_OUTPUT_STATUS,
                               ValueTable.SERIAL_PORT_STATUS})
@@ -833,6 +840,12 @@ class VideohubClient(asyncio.Protocol):
             try:
                 message = self.codec.next_event()
             except RemoteProtocolError as exc:
+                if _HTTP_REQUEST.match(exc.data):  # nothing after it may be read
+                    self.api.refused(self, "it sent an HTTP request (a web page in a browser?): "
+                                     f"{exc.data[:40]!r}; connection cut")
+                    self.pending.clear()
+                    self.abort()
+                    return
                 log.debug("%s: bad block from %s: %s", self.api.what, self.peer, exc)
                 message = _Garbage(str(exc))
             if message is None:

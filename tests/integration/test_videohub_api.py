@@ -11,6 +11,7 @@ as a fence: the server answers in order, so everything it sent a client before t
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -643,6 +644,36 @@ async def test_garbage_half_blocks_and_endless_lines_disturb_nobody_else(node):
             await asyncio.sleep(0.01)
     for c in (good, garbage, endless, binary):
         c.close()
+
+
+@pytest.mark.parametrize("request_line", ["POST / HTTP/1.1", "PUT /x?y HTTP/1.0",
+                                          "GET http://127.0.0.1:9990/ HTTP/1.1"])
+async def test_a_web_page_posting_to_the_port_routes_nothing(node, caplog, request_line):
+    """A page in any browser on a machine that may connect can send an HTTP request to the
+    port (``fetch("http://127.0.0.1:9990", {method: "POST", mode: "no-cors", body})``),
+    whose body would read as Videohub blocks. Its request line gives it away: the connection
+    is cut before anything after it is read, and that is logged."""
+    caplog.set_level(logging.DEBUG, logger="tieline")
+    for _ in range(2):
+        page = await HandClient.open(vh_port(node), "127.0.0.2")
+        body = "VIDEO OUTPUT ROUTING:\n0 5\n\nVIDEO OUTPUT LOCKS:\n1 O\n\n"
+        page.send(f"{request_line}\r\nHost: 127.0.0.1:9990\r\nOrigin: http://evil.example\r\n"
+                  f"Content-Type: text/plain;charset=UTF-8\r\nContent-Length: {len(body)}"
+                  f"\r\n\r\n{body}")
+        try:
+            answered = await page.closed()
+        except ConnectionResetError:
+            answered = b""
+        assert b"ACK" not in answered and b"NAK" not in answered
+    assert device(node).source(0, 0) == 0 and device(node).source(0, 1) == 1
+    assert node.routing.routers["studio"].state.protects == {}
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING
+                and "HTTP" in r.getMessage()]
+    assert len(warnings) == 1 and "127.0.0.2" in warnings[0], warnings  # repeats: debug
+    other = await HandClient.open(vh_port(node), "127.0.0.3")  # others are not affected
+    assert await other.ask("VIDEO OUTPUT ROUTING:\n1 7\n\n") == [
+        ACK, ("VIDEO OUTPUT ROUTING:", ["1 7"])]
+    other.close()
 
 
 async def test_too_large_block_is_naked(settings_dir):
