@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -181,6 +182,26 @@ async def test_garbage_and_long_lines_keep_the_connection(client):
     assert isinstance(first, Error) and "not ASCII" in first.text
     assert isinstance(second, Error) and "longer than" in second.text
     assert await client.ask("PING") == Pong()
+
+
+@pytest.mark.parametrize("request_line", ["POST / HTTP/1.1", "GET http://x/ HTTP/1.1"])
+async def test_a_web_page_posting_to_the_port_routes_nothing(node, caplog, request_line):
+    """A page in a browser can send an HTTP request to the port (``fetch(url, {method:
+    "POST", mode: "no-cors", body})``) whose body would read as requests: its request line
+    cuts the connection before anything after it is read."""
+    before = node.routing.routers["studio"].state.source(0, 0)
+    for _ in range(2):
+        page = await Client.connect(node)
+        body = "ROUTE studio 1 5\n"
+        page.send(f"{request_line}\r\nHost: 127.0.0.1\r\nOrigin: http://evil.example\r\n"
+                  f"Content-Type: text/plain\r\nContent-Length: {len(body)}\r\n\r\n{body}")
+        with contextlib.suppress(ConnectionResetError):
+            assert await page.next() is None  # closed, nothing answered
+        await page.close()
+    assert node.routing.routers["studio"].state.source(0, 0) == before
+    warnings = [r.getMessage() for r in caplog.records
+                if r.levelno == logging.WARNING and "HTTP request" in r.getMessage()]
+    assert len(warnings) == 1, warnings  # once per address
 
 
 async def test_permission_1_watches_only(tmp_path):

@@ -22,13 +22,16 @@ How it works
     panel — to every client as ``TALLY`` lines, encoded once. Writes never wait: a client
     whose unread output passes :data:`MAX_UNREAD` bytes (beyond its largest ``TALLY?``
     answer) is disconnected, so a client that does not read never slows the others. A line
-    that does not parse is answered ``ERROR invalid …`` and the connection stays open.
+    that does not parse is answered ``ERROR invalid …`` and the connection stays open,
+    except an HTTP request line (``POST / HTTP/1.1``): a web page can make a browser send
+    one, with a body of requests, so that client is cut before anything after it is read.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import socket
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -78,6 +81,10 @@ MAX_UNREAD = 1024 * 1024
 MAX_EVENTS = 100_000
 #: Bytes read from a socket at once.
 READ_SIZE = 65536
+#: The request line an HTTP client opens with. A web page can make a browser send one to
+#: this port (``fetch(..., {mode: "no-cors"})``), with a body that would read as requests.
+HTTP_REQUEST = re.compile(rb"(GET|HEAD|POST|PUT|DELETE|CONNECT|OPTIONS|TRACE|PATCH) "
+                          rb"(/|\*|[A-Za-z][A-Za-z0-9+.-]*://)")
 
 
 class LineApi(ClientApi):
@@ -126,6 +133,7 @@ class LineApi(ClientApi):
         self._tasks: set[asyncio.Task[Any]] = set()  #: the fan-out, each client's work
         self._handlers: set[asyncio.Task[Any]] = set()  #: asyncio's connection tasks
         self._full_logged = False  #: a refusal for max_clients was logged at WARNING
+        self._http_logged: set[str] = set()  #: addresses whose HTTP request was logged
 
     def describe(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
@@ -206,6 +214,15 @@ class LineApi(ClientApi):
             self._full_logged = False
             client.close()  # what was written still goes out
             log.info("%s: client %s disconnected%s", self.describe(), client.peer, reason)
+
+    def http_request(self, client: LineClient, line: bytes) -> None:
+        """Log (once per address, then at debug) a client cut for sending an HTTP request."""
+        address = client.principal.address or "?"
+        level = logging.DEBUG if address in self._http_logged else logging.WARNING
+        if len(self._http_logged) < 1024:
+            self._http_logged.add(address)
+        log.log(level, "%s: disconnecting %s: it sent an HTTP request (a web page in a "
+                "browser?): %r", self.describe(), client.peer, line[:40])
 
     async def answer(self, principal: Principal, request: Message) -> bytes:
         """The reply to one request.
@@ -304,6 +321,10 @@ class LineClient:
                 try:
                     request = self.codec.next_event()
                 except RemoteProtocolError as exc:  # that line is gone; the next may be fine
+                    if HTTP_REQUEST.match(exc.data):  # a browser's: read nothing after it
+                        self.api.http_request(self, exc.data)
+                        self.abort()
+                        return
                     log.debug("%s: bad line from %s: %s", self.api.describe(), self.peer, exc)
                     self.write(self.api.encoder.send(Error("invalid", str(exc))))
                     continue
