@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import abc
+import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from .errors import TielineError
 from .model import Permission, Principal, RouterSpec
 
 if TYPE_CHECKING:
@@ -78,3 +81,84 @@ class ApiCommand:
     handler: Handler
     description: str = ""
     plugin: str = field(default="", compare=False)
+
+
+# -- TLS ---------------------------------------------------------------------------------------
+
+
+class TlsFileError(TielineError):
+    """A TLS certificate or key that settings name cannot be used.
+
+    :ivar which: ``"certificate"`` or ``"key"``: the setting that names the file at fault.
+    :ivar name: that file's name as settings give it.
+    """
+
+    def __init__(self, which: str, name: str, message: str) -> None:
+        self.which = which
+        self.name = name
+        super().__init__(message)
+
+
+class _Encrypted(Exception):
+    pass
+
+
+def _no_passphrase() -> bytes:
+    raise _Encrypted  # never ask on a terminal: nodes start unattended
+
+
+def server_tls_context(folder: Path, certificate: str, key: str) -> ssl.SSLContext:
+    """A server-side TLS context for ``certificate`` (the chain, PEM) and ``key`` (its
+    private key, PEM, unencrypted), file names relative to the settings ``folder``.
+
+    The settings check calls it for every API entry with a ``"tls"`` block (so ``tieline
+    validate`` refuses what serving would refuse), and an API calls it when it starts.
+
+    :raises TlsFileError: naming the file at fault and what it should hold.
+    """
+    paths = {"certificate": Path(folder) / certificate, "key": Path(folder) / key}
+    names = {"certificate": certificate, "key": key}
+    for which, path in paths.items():
+        if not path.is_file():
+            what = "not found in the settings folder" if not path.exists() else "is not a file"
+            raise TlsFileError(which, names[which], f"file '{names[which]}' {what}")
+    try:  # the certificate alone first, to tell a bad certificate from a bad key
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=paths["certificate"])
+    except (OSError, ssl.SSLError) as exc:
+        raise TlsFileError("certificate", certificate, (
+            f"file '{certificate}' holds no PEM certificate{_reason(exc)}; expected the "
+            "certificate chain in PEM form (-----BEGIN CERTIFICATE-----)")) from None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(paths["certificate"], paths["key"], password=_no_passphrase)
+    except _Encrypted:
+        raise TlsFileError("key", key, (
+            f"the private key in '{key}' is encrypted; a node starts unattended, so give it "
+            f"unencrypted (openssl pkey -in {key} -out {key}.plain) and keep the file "
+            "readable by tieline only")) from None
+    except ssl.SSLError as exc:
+        if exc.reason == "KEY_VALUES_MISMATCH":
+            raise TlsFileError("key", key, (
+                f"the key in '{key}' does not belong to the certificate in '{certificate}'; "
+                "give the key the certificate was made for")) from None
+        if exc.reason not in (None, "PEM_LIB"):  # the pair is readable but refused
+            raise TlsFileError("certificate", certificate, (
+                f"cannot serve the certificate in '{certificate}' with the key in '{key}'"
+                f"{_reason(exc)}")) from None
+        raise TlsFileError("key", key, (
+            f"file '{key}' holds no PEM private key{_reason(exc)}; expected an unencrypted "
+            "private key in PEM form (-----BEGIN PRIVATE KEY-----)")) from None
+    except OSError as exc:
+        raise TlsFileError("key", key, f"cannot read file '{key}'{_reason(exc)}") from None
+    return context
+
+
+def _reason(exc: BaseException) -> str:
+    """`` (the reason)`` of an OpenSSL or OS error, or nothing when it has none."""
+    if isinstance(exc, ssl.SSLError):
+        reason = exc.reason  # "[SSL] PEM lib (_ssl.c:3926)" says nothing to people
+    else:
+        reason = getattr(exc, "strerror", None) or str(exc)
+    if not reason or reason == "PEM_LIB":
+        return ""
+    return f" ({str(reason).replace('_', ' ').lower()})"

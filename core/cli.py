@@ -157,17 +157,20 @@ def run(settings: str | None, log_level: str) -> None:
 @main.command()
 @settings_option
 def validate(settings: str | None) -> None:
-    """Check a settings folder without starting anything."""
-    from .plugin_manager import Plugins
-    from .settings import load_settings, read_disabled_plugins
+    """Check a settings folder without starting anything.
+
+    It refuses exactly what `tieline run` refuses in the settings (the same checks, every
+    file they name loaded); run also needs what only the machine it runs on can give:
+    addresses to listen on, free ports, privileges, serial devices.
+    """
+    from .node import check_settings
 
     folder = _settings_folder(settings)
     if folder is None:
         raise click.UsageError("give --settings DIR or set TIELINE_SETTINGS")
     logging.basicConfig(level="ERROR", stream=sys.stderr, format="%(levelname)s %(message)s")
-    plugins = Plugins(disabled=read_disabled_plugins(folder))
     try:
-        loaded = load_settings(folder, plugins)
+        loaded, _ = check_settings(folder)
     except SettingsError as exc:
         click.echo(str(exc), err=True)
         sys.exit(1)
@@ -366,10 +369,9 @@ def service_install(settings: str | None, user: str | None, name: str | None,
     import getpass
     import pwd
 
-    from .plugin_manager import Plugins
+    from .node import check_settings
     from .service import (SYSTEMD_FOLDER, check_unit_name, tieline_executable, unit_file,
                           write_unit)
-    from .settings import load_settings, read_disabled_plugins
 
     folder = _settings_folder(settings)
     if folder is None:
@@ -377,7 +379,7 @@ def service_install(settings: str | None, user: str | None, name: str | None,
     folder = folder.absolute()
     logging.basicConfig(level="ERROR", stream=sys.stderr, format="%(levelname)s %(message)s")
     try:
-        loaded = load_settings(folder, Plugins(disabled=read_disabled_plugins(folder)))
+        loaded, _ = check_settings(folder)
     except SettingsError as exc:
         click.echo(str(exc), err=True)
         click.echo("tieline: no unit written: a service would not start with these settings; "

@@ -6,6 +6,7 @@ The tree::
     ├── SettingsError                 a settings folder or file is invalid (.problems)
     ├── JsonFileError                 one JSON file cannot be read (.problem; in jsonfile.py)
     ├── ClusterKeyError               the cluster key is missing or unusable (.path; peerlink.py)
+    ├── TlsFileError                  a TLS certificate or key is unusable (.which; apis.py)
     ├── PeerLinkError                 the peer link failed (.peer; in peerlink.py)
     │   ├── PeerTimeout               a peer did not answer in time (also a TimeoutError)
     │   └── PeerRequestRefused        a peer answered a request with an error (.code)

@@ -12,11 +12,14 @@ carrying one :class:`~tieline.errors.SettingsProblem` with the line and column o
 Lines are counted by ``\\n`` (as :mod:`json` does), columns by characters (not bytes), a tab
 counts as one column; both are 1-based.
 
-On purpose, the scanner is stricter than :func:`json.loads` in three ways: an object that
+On purpose, the scanner is stricter than :func:`json.loads` in five ways: an object that
 repeats a key is an error (:func:`json.loads` silently keeps the last one, so a settings
-file with two ``"routers"`` keys would lose the first), nesting deeper than
-:data:`MAX_DEPTH` is an error, and the file must be UTF-8 (a UTF-8 byte-order mark is
-skipped). Like :func:`json.loads` it accepts ``NaN``, ``Infinity`` and ``-Infinity``.
+file with two ``"routers"`` keys would lose the first); ``NaN``, ``Infinity`` and
+``-Infinity`` are errors (they are not JSON, and :func:`json.loads` reads them as floats
+that pass every ``minimum``/``maximum`` check or wait forever); a number too large for a
+float (``1e400``, which :func:`json.loads` reads as infinity) is an error; nesting deeper
+than :data:`MAX_DEPTH` is an error; and the file must be UTF-8 (a UTF-8 byte-order mark is
+skipped). Each error names the line, column and JSON path of the value.
 
 Writing
 =======
@@ -95,10 +98,10 @@ _CONSTANTS: tuple[tuple[str, Any], ...] = (
     ("null", None),
     ("true", True),
     ("false", False),
-    ("NaN", float("nan")),
-    ("Infinity", float("inf")),
-    ("-Infinity", float("-inf")),
 )
+#: what json.loads reads as floats but JSON does not have (RFC 8259 section 6)
+_NOT_NUMBERS = ("NaN", "Infinity", "-Infinity")
+_INFINITE = (float("inf"), float("-inf"))
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _WORD = re.compile(r"[A-Za-z0-9_$.+-]{1,24}")
 _PYTHON_WORDS = {"True": "true", "False": "false", "None": "null"}
@@ -347,7 +350,15 @@ class _Scanner:
             integer, fraction, exponent = number.groups()
             try:
                 if fraction or exponent:
-                    return float(integer + (fraction or "") + (exponent or "")), number.end()
+                    value = float(number.group())
+                    if value in _INFINITE:
+                        shown = number.group()
+                        shown = shown if len(shown) <= 24 else shown[:24] + "…"
+                        raise _SyntaxProblem(
+                            pos, path, f"number {shown} is too large (it would be infinite); "
+                            "write a smaller number",
+                        )
+                    return value, number.end()
                 return int(integer), number.end()
             except ValueError:  # more digits than sys.get_int_max_str_digits() allows
                 raise _SyntaxProblem(
@@ -357,6 +368,12 @@ class _Scanner:
         for word, constant in _CONSTANTS:
             if text.startswith(word, pos):
                 return constant, pos + len(word)
+        for word in _NOT_NUMBERS:
+            if text.startswith(word, pos):
+                raise _SyntaxProblem(
+                    pos, path, f"invalid JSON: {word} is not a JSON number (JSON has no NaN "
+                    "or infinity); write a number",
+                )
         raise self.invalid(pos, path, "a value")
 
     def string(self, pos: int, path: JsonPath) -> tuple[str, int]:
@@ -483,7 +500,8 @@ def write_json_atomic(
 
     :param path: the file to write; its directory must exist.
     :param data: the value to write, as ``json.dumps(data, indent=2, ensure_ascii=False)``
-        plus a final newline, in UTF-8.
+        plus a final newline, in UTF-8. NaN and infinite floats are refused
+        (:class:`ValueError`): :func:`load_json` would not read them back.
     :param validate: called with ``data`` before anything else; it raises to refuse, and then
         nothing on disk changes.
     :param keep_previous: keep the file being replaced as ``<name>.prev``.
@@ -495,7 +513,8 @@ def write_json_atomic(
     """
     if validate is not None:
         validate(data)
-    payload = (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    payload = (json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False)
+               + "\n").encode("utf-8")
     path = Path(path)
     folder = path.parent
     try:

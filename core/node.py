@@ -323,15 +323,29 @@ class Node:
             subscription.close("node stopping")
 
 
-def build_node(folder: Path | str) -> Node:
-    """Load plugins and settings from ``folder`` and build a node (not yet running).
+def check_settings(folder: Path | str) -> tuple[Settings, Plugins]:
+    """Load the plugins and check the settings folder, every file it names loaded: what
+    ``tieline validate`` does, and the first step of :func:`build_node` (so ``tieline run``
+    refuses exactly what ``tieline validate`` refuses).
 
-    :raises SettingsError: when the folder is invalid (nothing is started).
+    :returns: the settings and the plugin manager they were checked with.
+    :raises SettingsError: listing every problem, each with file, line and JSON path.
     """
     folder = Path(folder)
     plugins = Plugins(disabled=read_disabled_plugins(folder))
-    settings = load_settings(folder, plugins)
+    return load_settings(folder, plugins), plugins
+
+
+def build_node(folder: Path | str) -> Node:
+    """Load plugins and settings from ``folder`` (:func:`check_settings`) and build a node
+    (not yet running).
+
+    :raises SettingsError: when the folder is invalid (nothing is started).
+    :raises TielineError: when this machine cannot run the node (a failover action's
+        preflight, the node's epoch file damaged).
+    """
+    settings, plugins = check_settings(folder)
     return Node(settings, plugins)
 
 
-__all__ = ["Node", "build_node", "TielineError"]
+__all__ = ["Node", "build_node", "check_settings", "TielineError"]

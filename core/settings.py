@@ -14,9 +14,17 @@ The folder (``--settings DIR`` or ``TIELINE_SETTINGS``) holds:
 Each file is checked against its JSON Schema (draft 2020-12); each plugin block (a router's
 driver keys and transport, an API entry, the failover strategy, a plugin's top-level block)
 against the schema of the plugin that provides it; then the rules no schema can say
-(duplicate ids, unknown drivers, salvos naming ports the router does not have …). Every
-problem is collected and reported with file, line:column, JSON path and what was expected;
-one problem anywhere means nothing is loaded.
+(duplicate ids, unknown drivers, salvos naming ports the router does not have …); then every
+file the settings name is loaded as the node will load it (the users file, TLS certificates
+and keys, the cluster key, SSH keys and known_hosts). Every problem is collected and
+reported with file, line:column, JSON path and what was expected; one problem anywhere means
+nothing is loaded.
+
+Schemas are checked with :func:`schema_validator`: draft 2020-12 where an ``"integer"`` is written
+without a fraction (``8``, not ``8.0``) and the string formats of
+:data:`tieline.addresses.FORMATS` (``host``, ``listen-address``, ``host-port``, ``ws-url``)
+are checked by the very functions that later bind or connect. The JSON itself is strict
+(:mod:`tieline.jsonfile`): no ``NaN``, no ``Infinity``, no repeated key.
 
 Writes go through :class:`SettingsStore`: the new content is validated first, then written
 atomically (``jsonfile.write_json_atomic``); the previous version is kept as ``<name>.prev``.
@@ -34,17 +42,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, FormatChecker, validators
 from jsonschema.exceptions import ValidationError
 
 from . import catalog
+from .addresses import FORMATS, parse_hostport
+from .apis import TlsFileError, server_tls_context
 from .auth import User
 from .discovery import parse_interfaces
 from .errors import InvalidRequest, SettingsError, SettingsProblem
 from .failover import Role
 from .jsonfile import JsonDocument, JsonFileError, json_path, load_json, write_json_atomic
 from .model import Crosspoint, Permission, PortKind, RouterSpec, Salvo
-from .transports import parse_hostport
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +66,39 @@ ROUTER_KEYS = ("id", "driver", "description", "levels", "sources", "destinations
                "transport", "label_store", "confirm_timeout_ms", "standby_link")
 #: keys every API entry may have, whatever its type.
 API_KEYS = ("type", "listen")
+
+
+def _format_checker() -> FormatChecker:
+    checker = FormatChecker(formats=())
+    for name, parse in FORMATS.items():
+        def check(instance: object, parse: Callable[[str], object] = parse) -> bool:
+            if isinstance(instance, str):
+                parse(instance)  # raises ValueError: the message names value and fix
+            return True
+
+        checker.checks(name, raises=ValueError)(check)
+    return checker
+
+
+def _is_integer(checker: Any, instance: Any) -> bool:
+    """An integer as settings write one: ``8``, never ``8.0`` (which JSON Schema would call
+    an integer, and the code would get as a float)."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+#: The settings schemas' validator class: draft 2020-12, integers without a fraction.
+StrictValidator = validators.extend(
+    Draft202012Validator,
+    type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer),
+)
+#: Checks ``format`` in settings schemas, with the parsers of :mod:`tieline.addresses`.
+FORMAT_CHECKER = _format_checker()
+
+
+def schema_validator(schema: dict[str, Any]) -> Any:
+    """A validator of settings against ``schema``: :data:`StrictValidator` with
+    :data:`FORMAT_CHECKER`."""
+    return StrictValidator(schema, format_checker=FORMAT_CHECKER)
 
 
 def core_schema(name: str) -> dict[str, Any]:
@@ -154,6 +196,8 @@ def _message(err: ValidationError) -> str:
         return f"{_shown(inst)} has the wrong form; expected: {wanted}"
     if v == "propertyNames":
         return err.message
+    if v == "format" and err.cause is not None:
+        return str(err.cause)  # the parser's own words: what is wrong, what to write
     return err.message
 
 
@@ -183,7 +227,7 @@ class _Problems:
     ) -> bool:
         """Validate ``instance`` (found at ``base`` in ``doc``); return whether it is valid."""
         ok = True
-        for err in Draft202012Validator(schema).iter_errors(instance):
+        for err in schema_validator(schema).iter_errors(instance):
             ok = False
             for path, message, key in _explain(err):
                 self.add(doc, base + path, message + (hint if key else ""), key=key)
@@ -403,14 +447,27 @@ class _Loader:
                                 self.problems.add(main, ("failover", key, sub)
                                                   if sub in block else ("failover", key),
                                                   message)
-                    key_file = failover.get("key", "cluster.key")
-                    if "listen" in failover and not (self.folder / key_file).is_file():
-                        self.problems.add(
-                            main, ("failover", "key") if "key" in failover else ("failover",),
-                            f"cluster key '{key_file}' not found in the settings folder; make "
-                            f"it once with `tieline keys generate {self.folder}` and copy it "
-                            "to every node of the cluster")
+                    if "listen" in failover:
+                        self._cluster_key(main, failover)
         return role
+
+    def _cluster_key(self, main: JsonDocument, failover: dict[str, Any]) -> None:
+        """The peer link's cluster key, loaded as the strategy will load it."""
+        from .peerlink import ClusterKeyError, load_cluster_key
+
+        key_file = failover.get("key", "cluster.key")
+        where = ("failover", "key") if "key" in failover else ("failover",)
+        if not (self.folder / key_file).is_file():
+            self.problems.add(
+                main, where,
+                f"cluster key '{key_file}' not found in the settings folder; make it once "
+                f"with `tieline keys generate {self.folder}` and copy it to every node of "
+                "the cluster")
+            return
+        try:
+            load_cluster_key(self.folder / key_file)
+        except ClusterKeyError as exc:
+            self.problems.add(main, where, str(exc))
 
     def _available(self, kind: str, name: str, found: dict[str, Any]) -> str:
         hint = self.plugins.plugin_for(kind, name)
@@ -497,7 +554,10 @@ class _Loader:
                     checks = tcls.check(transport, defaults=defaults, folder=self.folder) \
                         if transport_ok else []
                     for key, message in checks:
-                        self.problems.add(main, base + ("transport",), f"'{key}': {message}")
+                        if key in transport:
+                            self.problems.add(main, base + ("transport", key), message)
+                        else:
+                            self.problems.add(main, base + ("transport",), f"'{key}': {message}")
                         ok = False
             if block.get("label_store") == "device" and not cls.device_labels:
                 self.problems.add(
@@ -566,12 +626,13 @@ class _Loader:
             if self.problems.schema(main, _closed(API_KEYS, cls.settings_schema), entry, base):
                 for key, message in cls.check(entry, self.specs):
                     self.problems.add(main, base + ((key,) if key in entry else ()), message)
-            for key in ("certificate", "key"):
-                tls = entry.get("tls")
-                name = tls.get(key) if isinstance(tls, dict) else None
-                if isinstance(name, str) and not (self.folder / name).is_file():
-                    self.problems.add(main, base + ("tls", key),
-                                      f"file '{name}' not found in the settings folder")
+            tls = entry.get("tls")
+            if isinstance(tls, dict) and isinstance(tls.get("certificate"), str) \
+                    and isinstance(tls.get("key"), str):
+                try:  # as the API will load them when it starts
+                    server_tls_context(self.folder, tls["certificate"], tls["key"])
+                except TlsFileError as exc:
+                    self.problems.add(main, base + ("tls", exc.which), str(exc))
 
     def _auth(self, main: JsonDocument) -> tuple[list[User], str | None, int]:
         auth = main.data.get("auth")
@@ -705,7 +766,12 @@ def change_failover_peers(folder: Path, peers: list[str]) -> None:
     data["failover"]["peers"] = list(peers)
 
     def validate(value: object) -> None:
-        errors = list(Draft202012Validator(core_schema("tieline.schema.json")).iter_errors(value))
+        for peer in peers:  # as the peer link will read them
+            try:
+                parse_hostport(peer, port_zero=False)
+            except ValueError as exc:
+                raise InvalidRequest(f"peer address {exc}", field="address") from None
+        errors = list(schema_validator(core_schema("tieline.schema.json")).iter_errors(value))
         if errors:
             raise InvalidRequest(f"refusing to write an invalid {MAIN_FILE}: {errors[0].message}")
 
@@ -734,7 +800,7 @@ class SettingsStore:
     def _write(self, name: str, schema_name: str, data: dict[str, Any],
                new_mode: int | None = None) -> None:
         def validate(value: object) -> None:
-            errors = list(Draft202012Validator(core_schema(schema_name)).iter_errors(value))
+            errors = list(schema_validator(core_schema(schema_name)).iter_errors(value))
             if errors:
                 detail = "; ".join(
                     f"{json_path(tuple(e.absolute_path))}: {_message(e)}" for e in errors[:5]

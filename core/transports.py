@@ -13,8 +13,12 @@ import socket
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
+from .addresses import parse_hostport
 from .errors import LinkError
 from .plugin_manager import hookimpl
+
+__all__ = ["ByteStream", "SerialTransport", "SshTransport", "StreamPair", "TcpTransport",
+           "Transport", "memory_pipe", "open_fd_stream", "parse_hostport"]
 
 
 class ByteStream(Protocol):
@@ -102,7 +106,8 @@ class Transport:
         return self.name
 
 
-_HOST = {"type": "string", "minLength": 1, "description": "Device address (name or IP)."}
+_HOST = {"type": "string", "format": "host",
+         "description": "Device address: a host name, an IPv4 or an IPv6 address (no brackets)."}
 _PORT = {"type": "integer", "minimum": 1, "maximum": 65535,
          "description": "TCP port; default: the driver's usual port."}
 
@@ -244,9 +249,9 @@ class SshTransport(Transport):
             "port": _PORT,
             "username": {"type": "string", "minLength": 1, "description": "Login name."},
             "password": {"type": "string", "description": "Password (or use key)."},
-            "key": {"type": "string", "minLength": 1,
+            "key": {"type": "string", "minLength": 1, "x-settings-file": True,
                     "description": "Private key file in the settings folder."},
-            "known_hosts": {"type": "string", "minLength": 1,
+            "known_hosts": {"type": "string", "minLength": 1, "x-settings-file": True,
                             "description": "known_hosts file in the settings folder."},
             "host_key_policy": {"enum": ["strict", "accept-new", "ignore"],
                                 "description": "How the device's host key is checked."},
@@ -263,12 +268,34 @@ class SshTransport(Transport):
         if policy != "ignore" and "known_hosts" not in options:
             problems.append(("known_hosts", f'host_key_policy "{policy}" needs a known_hosts '
                              'file (or "host_key_policy": "ignore", which checks nothing)'))
-        if policy == "strict" and "known_hosts" in options and not (
-                folder / options["known_hosts"]).is_file():
-            problems.append(("known_hosts", f"file '{options['known_hosts']}' not found in "
-                             "the settings folder"))
-        if "key" in options and not (folder / options["key"]).is_file():
-            problems.append(("key", f"file '{options['key']}' not found in the settings folder"))
+        if "known_hosts" in options and policy != "ignore":  # "ignore" never reads it
+            name = options["known_hosts"]
+            path = folder / name
+            if path.is_file():
+                try:
+                    _known_hosts(path)
+                except (OSError, UnicodeDecodeError, ValueError) as exc:
+                    problems.append(("known_hosts", f"file '{name}' is not a known_hosts file "
+                                     f"({_reason(exc)}); one line per host: HOST KEY-TYPE KEY, "
+                                     "as ssh-keyscan writes"))
+            elif path.exists():
+                problems.append(("known_hosts", f"'{name}' is not a file"))
+            elif policy == "strict":  # "accept-new" creates it on the first connection
+                problems.append(("known_hosts", f"file '{name}' not found in the settings "
+                                 "folder"))
+        if "key" in options:
+            name = options["key"]
+            if not (folder / name).is_file():
+                problems.append(("key", f"file '{name}' not found in the settings folder"))
+            else:
+                import asyncssh
+
+                try:
+                    asyncssh.read_private_key(folder / name)
+                except (OSError, asyncssh.KeyImportError) as exc:
+                    problems.append(("key", f"file '{name}' is not a usable SSH private key "
+                                     f"({_reason(exc)}); expected an unencrypted private key "
+                                     "(OpenSSH or PEM format)"))
         return problems
 
     async def open(self) -> ByteStream:
@@ -281,9 +308,13 @@ class SshTransport(Transport):
         learn = False
         if policy != "ignore":
             path = self.folder / o["known_hosts"]
-            known = path.read_text() if path.exists() else ""
+            known = path.read_text(encoding="utf-8") if path.exists() else ""
             learn = policy == "accept-new" and not _known(known, host, port)
-            known_hosts = None if learn else asyncssh.import_known_hosts(known)
+            try:
+                known_hosts = None if learn else asyncssh.import_known_hosts(known)
+            except ValueError as exc:  # the file changed since the settings were checked
+                raise LinkError(f"{self.describe()}: known_hosts file '{o['known_hosts']}': "
+                                f"{exc}") from exc
         keys = [str(self.folder / o["key"])] if "key" in o else None
         try:
             connection = await asyncssh.connect(
@@ -308,6 +339,17 @@ class SshTransport(Transport):
     def describe(self) -> str:
         o = self.options
         return f"ssh://{o['username']}@{o['host']}:{o.get('port', 22)}"
+
+
+def _known_hosts(path: Path) -> object:
+    """The known_hosts file at ``path``, parsed as :meth:`SshTransport.open` parses it."""
+    import asyncssh
+
+    return asyncssh.import_known_hosts(path.read_text(encoding="utf-8"))
+
+
+def _reason(exc: BaseException) -> str:
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
 
 
 def _known(text: str, host: str, port: int) -> bool:
@@ -371,19 +413,6 @@ def memory_pipe() -> tuple[ByteStream, ByteStream]:
     a, b = _MemoryEnd(), _MemoryEnd()
     a.peer, b.peer = b, a
     return a, b
-
-
-def parse_hostport(text: str, *, default_port: int | None = None) -> tuple[str, int]:
-    """``"127.0.0.1:8181"`` -> ``("127.0.0.1", 8181)``; ``"[::1]:80"`` for IPv6."""
-    host, sep, port = text.rpartition(":")
-    if not sep:
-        if default_port is None:
-            raise ValueError(f"'{text}' has no port; write HOST:PORT")
-        return text, default_port
-    host = host.strip("[]")
-    if not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"'{text}': port must be a number 0–65535")
-    return host, int(port)
 
 
 @hookimpl

@@ -14,7 +14,36 @@ from tieline.testing import free_port, write_settings
 
 from .etcdserver import EtcdServer, require_etcd
 
-__all__ = ["free_port", "write_settings"]  # the tests import them from here too
+__all__ = ["free_port", "self_signed_pem", "write_settings"]  # the tests import them too
+
+
+def self_signed_pem(name: str = "127.0.0.1") -> tuple[bytes, bytes]:
+    """A self-signed certificate for ``name`` (an IP address or a host name) and its
+    private key, both PEM: ``(certificate, key)``. EC P-256, valid for a day."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    try:
+        alt: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        alt = x509.DNSName(name)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([alt]), critical=False)
+            .sign(key, hashes.SHA256()))
+    return (cert.public_bytes(serialization.Encoding.PEM),
+            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()))
 
 
 @pytest.fixture

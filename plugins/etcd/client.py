@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from tieline.addresses import parse_hostport
+
 from .http import End, Head, HttpError, Line, ResponseParser, encode_request
 
 log = logging.getLogger(__name__)
@@ -90,13 +92,13 @@ def parse_endpoint(url: str) -> tuple[str, int]:
     :raises ValueError: naming what is wrong.
     """
     parts = urlsplit(url)
-    if parts.scheme != "http" or not parts.hostname or parts.path not in ("", "/"):
+    if parts.scheme != "http" or not parts.hostname or parts.path not in ("", "/") \
+            or parts.query or parts.fragment or "@" in parts.netloc:
         raise ValueError(f"expected http://HOST:PORT, not {url!r}")
-    try:
-        port = parts.port or 2379
-    except ValueError:
-        raise ValueError(f"bad port in {url!r}") from None
-    return parts.hostname, port
+    try:  # the host and port checked as every address in settings is
+        return parse_hostport(parts.netloc, default_port=2379, port_zero=False)
+    except ValueError as exc:
+        raise ValueError(f"endpoint {exc}") from None
 
 
 def _error(value: Any, status: int) -> EtcdError:

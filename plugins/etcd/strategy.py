@@ -111,7 +111,7 @@ class EtcdStrategy(Strategy):
                 "description": "How long a candidate waits for its routers to come online.",
             },
             "advertise": {
-                "type": "string", "minLength": 1,
+                "type": "string", "format": "ws-url",
                 "description": "The WebSocket URL clients use to reach this node "
                                "(default: from the first websocket API).",
             },

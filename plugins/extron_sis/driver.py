@@ -675,6 +675,7 @@ class ExtronDriver(Driver):
             "reread_interval_s": {
                 "type": "number",
                 "minimum": 0,
+                "maximum": 86400,
                 "default": 300,
                 "description": "Read every tie again this often, in seconds (0: never).",
             },

@@ -171,6 +171,7 @@ class SimulatorDriver(Driver):
             "switch_delay_ms": {
                 "type": "number",
                 "minimum": 0,
+                "maximum": 60000,
                 "default": 0,
                 "description": "how long the in-process simulator takes to make a route, "
                                "in milliseconds",

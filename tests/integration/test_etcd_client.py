@@ -306,8 +306,10 @@ def test_endpoints_are_checked():
         EtcdClient([])
     with pytest.raises(ValueError, match="expected http://HOST:PORT"):
         EtcdClient(["https://127.0.0.1:2379"])
-    with pytest.raises(ValueError, match="bad port"):
+    with pytest.raises(ValueError, match="port 99999 is out of range; write a port from 1"):
         EtcdClient(["http://127.0.0.1:99999"])
+    with pytest.raises(ValueError, match="port 0 is out of range"):  # not the default port
+        EtcdClient(["http://127.0.0.1:0"])
 
 
 # -- a frozen etcd ----------------------------------------------------------------------------

@@ -37,6 +37,8 @@ from tieline.plugin_manager import Plugins
 from tieline.settings import load_settings
 from tieline.testing import running_node
 
+from ..conftest import self_signed_pem
+
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 GENERATOR = DOCS / "gen_api_reference.py"
@@ -260,9 +262,11 @@ def test_settings_examples_are_valid(doc: str, tmp_path: Path) -> None:
     for name, content in files.items():
         (tmp_path / name).write_text(json.dumps(content), encoding="utf-8")
     for api in main["apis"]:
-        for path in api.get("tls", {}).values():
-            (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
-            (tmp_path / path).write_text("not checked by validate", encoding="utf-8")
+        if "tls" in api:  # validate loads them: a certificate and its key
+            pem = dict(zip(("certificate", "key"), self_signed_pem()))
+            for which, path in api["tls"].items():
+                (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+                (tmp_path / path).write_bytes(pem[which])
     settings = load_settings(tmp_path, Plugins())
     assert settings.routers and settings.apis
 

@@ -279,6 +279,23 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return dict(pairs)
 
 
+def _no_constant(word: str) -> Any:
+    raise ValueError(f"{word} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"{text} is too large")
+    return value
+
+
+def strict_loads(text: str) -> Any:
+    """json.loads as tieline reads JSON: no repeated keys, no NaN or infinite numbers."""
+    return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant,
+                      parse_float=_finite)
+
+
 @settings(max_examples=200, deadline=None)
 @given(value=json_values, data=st.data())
 def test_damaged_text_is_parsed_like_json_loads_or_raises_json_file_error(
@@ -295,8 +312,8 @@ def test_damaged_text_is_parsed_like_json_loads_or_raises_json_file_error(
     else:
         text = text[:index]
     try:
-        expected = json.loads(text, object_pairs_hook=_no_duplicates)
-    except ValueError:  # json.JSONDecodeError, or a duplicate key
+        expected = strict_loads(text)
+    except ValueError:  # json.JSONDecodeError, a duplicate key, NaN or an infinite number
         with pytest.raises(JsonFileError) as raised:
             JsonDocument.from_text(text, "damaged.json")
         problem = raised.value.problem
@@ -451,6 +468,39 @@ def test_unreadable_file(tmp_path: Path) -> None:
     assert raised.value.problem.message.startswith("cannot read the file: ")
 
 
+@pytest.mark.parametrize(
+    ("content", "column", "path", "word"),
+    [
+        ('{"hold_down_s": NaN}', 17, "$.hold_down_s", "NaN"),
+        ('{"a": [1, Infinity]}', 11, "$.a[1]", "Infinity"),
+        ('{"a": -Infinity}', 7, "$.a", "-Infinity"),
+    ],
+)
+def test_nan_and_infinity_are_not_json(
+    tmp_path: Path, content: str, column: int, path: str, word: str
+) -> None:
+    problem = load_problem(tmp_path / "tieline.json", content)
+    assert (problem.file, problem.line, problem.column, problem.path) == (
+        "tieline.json", 1, column, path)
+    assert problem.message == (
+        f"invalid JSON: {word} is not a JSON number (JSON has no NaN or infinity); "
+        "write a number")
+
+
+@pytest.mark.parametrize("number", ["1e400", "-1.5e309", "1" + "0" * 400 + ".0"])
+def test_a_number_too_large_for_a_float_is_an_error(tmp_path: Path, number: str) -> None:
+    problem = load_problem(tmp_path / "x.json", f'{{\n  "switch_delay_ms": {number}\n}}')
+    assert (problem.line, problem.column, problem.path) == (2, 22, "$.switch_delay_ms")
+    assert problem.message == (
+        f"number {number[:24]}{'…' if len(number) > 24 else ''} is too large (it would be "
+        "infinite); write a smaller number")
+
+
+def test_large_integers_are_still_exact(tmp_path: Path) -> None:
+    assert load_json(write(tmp_path / "x.json", '{"a": 1' + "0" * 400 + "}")).data == {
+        "a": 10 ** 400}
+
+
 def test_nesting_limit(tmp_path: Path) -> None:
     assert load_json(write(tmp_path / "ok.json", "[" * MAX_DEPTH + "]" * MAX_DEPTH)).data
     problem = load_problem(tmp_path / "deep.json", "[" * (MAX_DEPTH + 1) + "]" * (MAX_DEPTH + 1))
@@ -545,6 +595,9 @@ def test_unserialisable_data_changes_nothing(tmp_path: Path) -> None:
         write_json_atomic(target, {"bad": object()})
     with pytest.raises(UnicodeEncodeError):
         write_json_atomic(target, {"bad": "\ud800"})  # a lone surrogate cannot be UTF-8
+    for number in (float("nan"), float("inf"), float("-inf")):  # load_json refuses them
+        with pytest.raises(ValueError):
+            write_json_atomic(target, {"hold_down_s": number})
     assert target.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tieline.json"]
 

@@ -9,10 +9,13 @@ import pytest
 from click.testing import CliRunner
 
 from tieline.cli import main
-from tieline.errors import SettingsError
+from tieline.errors import InvalidRequest, SettingsError
 from tieline.model import Crosspoint, PortKind
+from tieline.peerlink import generate_cluster_key
 from tieline.plugin_manager import Plugins
-from tieline.settings import load_settings
+from tieline.settings import change_failover_peers, load_settings
+
+from ..conftest import self_signed_pem
 
 GOOD = {
     "node": {"name": "studio-main", "role": "standalone"},
@@ -28,6 +31,41 @@ def good(**changes: object) -> dict:
     data = json.loads(json.dumps(GOOD))
     data.update(changes)
     return data
+
+
+def raw(data: dict, **tokens: str) -> str:
+    """``data`` as JSON text, each string ``"@NAME@"`` replaced by ``tokens[NAME]`` as it is
+    (for text no JSON encoder writes: ``NaN``, ``Infinity``)."""
+    text = json.dumps(data, indent=2)
+    for name, token in tokens.items():
+        text = text.replace(f'"@{name}@"', token)
+    return text
+
+
+def _cluster_key() -> str:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        return generate_cluster_key(Path(folder)).read_text()
+
+
+CERT, KEY = (text.decode() for text in self_signed_pem())
+OTHER_CERT, OTHER_KEY = (text.decode() for text in self_signed_pem("studio.example"))
+CLUSTER_KEY = _cluster_key()
+SIM = {"id": "studio", "driver": "simulator", "levels": ["video"], "sources": 8,
+       "destinations": 8}
+
+
+def lease(**failover: object) -> dict:
+    """A main node on the lease strategy, its failover block with ``failover``."""
+    return good(node={"name": "a", "role": "main"}, failover={
+        "strategy": "lease", "listen": "127.0.0.1:7401", "peers": ["127.0.0.1:7402"],
+        **failover})
+
+
+def tls_api(**tls: str) -> dict:
+    return good(apis=[{"type": "websocket", "listen": "127.0.0.1:8181",
+                       "tls": {"certificate": "cert.pem", "key": "key.pem", **tls}}])
 
 
 def validate(folder: Path) -> tuple[int, str]:
@@ -163,7 +201,98 @@ CASES = {
     "bad listen address": (
         {"tieline.json": good(apis=[{"type": "websocket", "listen": "8181"}]), "users.json": USERS},
         [("tieline.json:21:17", "$.apis[0].listen",
-          '"8181" has the wrong form; expected: HOST:PORT to listen on')],
+          "'8181' has no port; write HOST:PORT")],
+    ),
+    "listen port above 65535": (
+        {"tieline.json": good(apis=[{"type": "websocket", "listen": "127.0.0.1:70000"}]),
+         "users.json": USERS},
+        [("tieline.json:21:17", "$.apis[0].listen",
+          "'127.0.0.1:70000': port 70000 is out of range; write a port from 0 to 65535 "
+          "(0: any free port)")],
+    ),
+    "IPv6 listen port above 65535": (
+        {"tieline.json": good(apis=[{"type": "websocket", "listen": "[::1]:99999"}]),
+         "users.json": USERS},
+        [("tieline.json:21:17", "$.apis[0].listen", "'[::1]:99999': port 99999 is out of range")],
+    ),
+    "IPv6 listen address without brackets": (
+        {"tieline.json": good(apis=[{"type": "websocket", "listen": "::1:8181"}]),
+         "users.json": USERS},
+        [("tieline.json:", "$.apis[0].listen",
+          "'::1:8181': write an IPv6 address in brackets, e.g. [::1]:8181")],
+    ),
+    "peer link ports above 65535": (
+        {"tieline.json": lease(listen="127.0.0.1:70000", peers=["[::1]:99999"]),
+         "users.json": USERS, "cluster.key": CLUSTER_KEY},
+        [("tieline.json:", "$.failover.listen", "port 70000 is out of range"),
+         ("tieline.json:", "$.failover.peers[0]",
+          "'[::1]:99999': port 99999 is out of range; write a port from 1 to 65535")],
+    ),
+    "a peer on port 0": (
+        {"tieline.json": lease(peers=["10.0.0.2:0"]), "users.json": USERS,
+         "cluster.key": CLUSTER_KEY},
+        [("tieline.json:", "$.failover.peers[0]", "port 0 is out of range; write a port from "
+                                                  "1 to 65535")],
+    ),
+    "advertised URL with a port above 65535": (
+        {"tieline.json": lease(advertise="ws://127.0.0.1:99999"), "users.json": USERS,
+         "cluster.key": CLUSTER_KEY},
+        [("tieline.json:", "$.failover.advertise",
+          "'ws://127.0.0.1:99999': port 99999 is out of range; write a port from 1 to 65535")],
+    ),
+    "advertised URL that is not ws:// or wss://": (
+        {"tieline.json": lease(advertise="127.0.0.1:8181"), "users.json": USERS,
+         "cluster.key": CLUSTER_KEY},
+        [("tieline.json:", "$.failover.advertise",
+          "'127.0.0.1:8181' is not a ws:// or wss:// URL; write e.g. ws://10.0.0.1:8181")],
+    ),
+    "NaN in a number field": (
+        {"tieline.json": raw(lease(hold_down_s="@x@"), x="NaN"), "users.json": USERS,
+         "cluster.key": CLUSTER_KEY},
+        [("tieline.json:", "$.failover.hold_down_s",
+          "invalid JSON: NaN is not a JSON number (JSON has no NaN or infinity); write a number")],
+    ),
+    "Infinity in a number field": (
+        {"tieline.json": raw(good(routers=[{**SIM, "switch_delay_ms": "@x@"}]), x="Infinity"),
+         "users.json": USERS},
+        [("tieline.json:", "$.routers[0].switch_delay_ms", "Infinity is not a JSON number")],
+    ),
+    "a number too large to be finite": (
+        {"tieline.json": raw(good(routers=[{**SIM, "switch_delay_ms": "@x@"}]), x="1e400"),
+         "users.json": USERS},
+        [("tieline.json:", "$.routers[0].switch_delay_ms", "number 1e400 is too large")],
+    ),
+    "a switch delay no router has": (
+        {"tieline.json": good(routers=[{**SIM, "switch_delay_ms": 1e300}]), "users.json": USERS},
+        [("tieline.json:", "$.routers[0].switch_delay_ms", "expected a number ≤ 60000")],
+    ),
+    "an integer written with a fraction": (
+        {"tieline.json": good(routers=[{**SIM, "sources": 8.0}]), "users.json": USERS},
+        [("tieline.json:", "$.routers[0].sources", "expected an integer, got number 8.0")],
+    ),
+    "a TLS certificate that is not one": (
+        {"tieline.json": tls_api(), "users.json": USERS, "cert.pem": "garbage\n", "key.pem": KEY},
+        [("tieline.json:", "$.apis[0].tls.certificate",
+          "file 'cert.pem' holds no PEM certificate")],
+    ),
+    "a TLS key that is not one": (
+        {"tieline.json": tls_api(), "users.json": USERS, "cert.pem": CERT, "key.pem": "garbage\n"},
+        [("tieline.json:", "$.apis[0].tls.key", "file 'key.pem' holds no PEM private key")],
+    ),
+    "a TLS key of another certificate": (
+        {"tieline.json": tls_api(), "users.json": USERS, "cert.pem": CERT, "key.pem": OTHER_KEY},
+        [("tieline.json:", "$.apis[0].tls.key",
+          "the key in 'key.pem' does not belong to the certificate in 'cert.pem'")],
+    ),
+    "a missing TLS certificate": (
+        {"tieline.json": tls_api(), "users.json": USERS, "key.pem": KEY},
+        [("tieline.json:", "$.apis[0].tls.certificate",
+          "file 'cert.pem' not found in the settings folder")],
+    ),
+    "a cluster key that is not one": (
+        {"tieline.json": lease(key="cluster.key"), "users.json": USERS,
+         "cluster.key": "garbage\n"},
+        [("tieline.json:", "$.failover.key", "is not a usable cluster key")],
     ),
     "role without failover": (
         {"tieline.json": good(node={"name": "a", "role": "main"}), "users.json": USERS},
@@ -305,3 +434,19 @@ def test_discovery_block(settings_dir):
                                                           "interfaces": ["127.0.0.1"]}
     folder = settings_dir({"tieline.json": GOOD, "users.json": USERS})
     assert load_settings(folder, Plugins()).discovery == {}
+
+
+def test_a_peer_address_run_would_refuse_is_never_written(settings_dir):
+    """`tieline backup add` (the members request) writes failover.peers: an address that the
+    next start would refuse is refused before anything is written."""
+    folder = settings_dir({"tieline.json": lease(), "users.json": USERS,
+                           "cluster.key": CLUSTER_KEY})
+    before = (folder / "tieline.json").read_bytes()
+    for bad in ("10.0.0.3:99999", "10.0.0.3:0", "::1:7401"):
+        with pytest.raises(InvalidRequest) as refused:
+            change_failover_peers(folder, ["127.0.0.1:7402", bad])
+        assert refused.value.field == "address"
+        assert str(refused.value).startswith(f"peer address '{bad}': ")
+    assert (folder / "tieline.json").read_bytes() == before
+    change_failover_peers(folder, ["127.0.0.1:7402", "[::1]:7403"])
+    assert load_settings(folder, Plugins()).failover["peers"] == ["127.0.0.1:7402", "[::1]:7403"]
