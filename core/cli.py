@@ -601,6 +601,7 @@ def status(server: str, token: str | None, as_json: bool) -> None:
     result = _client_call(server, token, lambda c: c.status())
     out = {key: result[key] for key in ("node", "role", "state", "status", "epoch")}
     out["routers"] = [{"id": r["id"], "online": r["online"]} for r in result["routers"]]
+    out["peers"] = result.get("peers", [])
     if as_json:
         click.echo(json.dumps(out))
         return
@@ -608,6 +609,12 @@ def status(server: str, token: str | None, as_json: bool) -> None:
                f"epoch {out['epoch']})")
     for r in out["routers"]:
         click.echo(f"  router {r['id']}: {'online' if r['online'] else 'OFFLINE'}")
+    for p in out["peers"]:
+        who = f"node '{p['node']}' ({p['role']}, {p['state']}, epoch {p['epoch']})" \
+            if p.get("node") else "node not known"
+        link = "connected" if p["connected"] else "NOT CONNECTED"
+        problem = f"; PROBLEM: {p['problem']}" if p.get("problem") else ""
+        click.echo(f"  peer {p['address']}: {who}, {link}{problem}")
 
 
 @main.command()

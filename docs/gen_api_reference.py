@@ -104,7 +104,7 @@ EXAMPLE_FLOW: list[tuple[dict[str, Any], dict[str, Any]]] = [
      _ok(1, {"user": {"name": "alice", "level": 3}, "node": _STATUS})),
     ({"type": "ping", "id": 2}, _ok(2, {})),
     ({"type": "status", "id": 3},
-     _ok(3, {**_STATUS, "routers": [{"id": "studio", "online": True}]})),
+     _ok(3, {**_STATUS, "routers": [{"id": "studio", "online": True}], "peers": []})),
     ({"type": "snapshot", "id": 4, "routers": ["studio"]},
      _ok(4, {
          "routers": [{
@@ -248,8 +248,12 @@ RESULTS: dict[str, str] = {
              "client is `anonymous@ADDRESS`) and `node` (the node's status, as in the "
              "server's `hello`).",
     "ping": "Empty.",
-    "status": "The node's status (`node`, `role`, `state`, `status`, `epoch`, `active`) and "
-              "`routers`: one `{id, online}` per router.",
+    "status": "The node's status (`node`, `role`, `state`, `status`, `epoch`, `active`), "
+              "`routers`: one `{id, online}` per router, and `peers`: the other nodes of "
+              "its cluster as its failover strategy knows them (empty when it has none), "
+              "each `{address, node, role, state, epoch, connected, heard_ms_ago, "
+              "problem}`; `problem` is null or says what is wrong, a key dispute say "
+              "(the peer refuses this node's cluster key, or this node its).",
     "snapshot": "`routers`: one object per router (all routers, or those asked for) with "
                 "`id`, `driver`, `online`, `levels`, `sources`, `destinations`, "
                 "`labels.sources` and `labels.destinations` (one string per port, in port "

@@ -434,7 +434,7 @@ class Connection:
         if mtype == "status":
             return {**self.node.status.to_dict(), "routers": [
                 {"id": rid, "online": rt.state.online} for rid, rt in routing.routers.items()
-            ]}
+            ], "peers": self.node.strategy.peers_status() if self.node.strategy else []}
         if mtype == "snapshot":
             return messages.snapshot(routing, m.get("routers"))
         if mtype == "subscribe":
