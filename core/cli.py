@@ -819,7 +819,7 @@ def _members(action: str, address: str, server: str, token: str | None) -> None:
     from .transports import parse_hostport
 
     try:
-        host, port = parse_hostport(address, default_port=DEFAULT_PEER_PORT)
+        host, port = parse_hostport(address, default_port=DEFAULT_PEER_PORT, port_zero=False)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

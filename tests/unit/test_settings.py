@@ -450,3 +450,10 @@ def test_a_peer_address_run_would_refuse_is_never_written(settings_dir):
     assert (folder / "tieline.json").read_bytes() == before
     change_failover_peers(folder, ["127.0.0.1:7402", "[::1]:7403"])
     assert load_settings(folder, Plugins()).failover["peers"] == ["127.0.0.1:7402", "[::1]:7403"]
+
+
+def test_backup_add_refuses_a_peer_address_before_sending_it():
+    result = CliRunner().invoke(main, ["backup", "add", "10.0.0.3:0",
+                                       "--server", "ws://127.0.0.1:9"])
+    assert result.exit_code == 2, result.output
+    assert "'10.0.0.3:0': port 0 is out of range; write a port from 1 to 65535" in result.output
