@@ -431,8 +431,10 @@ class _Misconfigured(Exception):
 def _decode(line: bytes) -> dict[str, Any]:
     try:
         message = json.loads(line)
-    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, a 5,000-digit number
         raise RemoteProtocolError(f"not JSON ({exc})", line[:64]) from None
+    except RecursionError:  # absurdly deep nesting
+        raise RemoteProtocolError("not JSON (nested too deeply)", line[:64]) from None
     if not isinstance(message, dict):
         raise RemoteProtocolError("a message must be a JSON object", line[:64])
     if not isinstance(message.get("type"), str) or not isinstance(message.get("node"), str):

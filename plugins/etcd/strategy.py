@@ -191,7 +191,7 @@ class EtcdStrategy(Strategy):
     def _read(kv: KeyValue) -> dict[str, Any]:
         try:
             data = json.loads(kv.value)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or absurdly deep nesting
             return {}
         return data if isinstance(data, dict) else {}
 

@@ -490,6 +490,7 @@ async def read_until_dropped(process: Any) -> bytes:
     b'{"type": "x", "node": "someone-else"}\n',
     b'{"type": "peerlink.hello", "node": "raw", "protocol": 1}\n',
     b"x" * 5000,  # longer than the limit, no newline
+    b"[" * 3000 + b"\n",  # nested deeper than json can read (RecursionError)
 ])
 async def test_garbage_drops_the_connection(key, caplog, garbage):
     caplog.set_level(logging.DEBUG, logger=LOGGER)
@@ -505,6 +506,34 @@ async def test_garbage_drops_the_connection(key, caplog, garbage):
         assert [m["type"] for _, m in inbox.received] == ["fine"]
     finally:
         await link.close()
+
+
+async def test_a_peer_answering_garbage_is_reconnected_not_given_up(key, caplog):
+    """The outgoing side: whatever comes back (here JSON nested too deeply for Python) ends
+    that connection, logged, and the link connects again."""
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+    sessions = 0
+
+    async def nested(process: Any) -> None:
+        nonlocal sessions
+        sessions += 1
+        hello = {"type": "peerlink.hello", "node": "weird", "protocol": 1}
+        process.stdout.write(json.dumps(hello).encode() + b"\n" + b"[" * 3000 + b"\n")
+        await process.channel.wait_closed()
+
+    server = await asyncssh.create_server(
+        lambda: KeyServer(key), "127.0.0.1", 0, server_host_keys=[key],
+        process_factory=nested, encoding=None, config=None)
+    link, _ = make_link("a", key)
+    try:
+        await link.start()
+        link.set_peers([("127.0.0.1", server.get_port())])
+        await eventually(lambda: sessions >= 3, "three connections: it keeps reconnecting")
+        assert records(caplog, "nested too deeply")
+        assert not records(caplog, "failed", logging.ERROR)
+    finally:
+        await link.close()
+        server.close()
 
 
 async def test_a_session_that_is_not_the_peer_link_is_refused(key):
