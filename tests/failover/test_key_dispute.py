@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
 
 import pytest
 
 from tieline.peerlink import generate_cluster_key
 
-from .cluster import ADMIN_TOKEN, Cluster, status_is, status_of, wait_for
+from .cluster import ADMIN_TOKEN, TIELINE, Cluster, status_is, status_of, wait_for
 
 
 async def _route(url: str, dest: int, source: int) -> dict:
@@ -70,6 +71,12 @@ async def test_the_main_wins_a_key_dispute_whichever_starts_first(make_cluster, 
     for me, other in (("a", "b"), ("b", "a")):
         problem = _dispute(await status_of(cluster.url(me)), cluster, other)
         assert problem is not None and problem.startswith("key dispute"), (me, problem)
+    shown = await asyncio.to_thread(subprocess.run, [
+        TIELINE, "status", "--server", cluster.url("a"), "--token", ADMIN_TOKEN],
+        capture_output=True, text=True, timeout=30)
+    assert shown.returncode == 0, shown.stderr
+    assert f"peer 127.0.0.1:{cluster.peer_ports['b']}: node not known, NOT CONNECTED; " \
+        "PROBLEM: key dispute" in shown.stdout, shown.stdout
     log_b = cluster.procs["b"].output()
     if first == "backup":
         assert "this node becomes standby: the peer link to" in log_b
