@@ -623,9 +623,11 @@ class _Loader:
                                   + self._available("API", api_type, self.apis))
                 continue
             cls = self.apis[api_type][1]
-            if self.problems.schema(main, _closed(API_KEYS, cls.settings_schema), entry, base):
-                for key, message in cls.check(entry, self.specs):
-                    self.problems.add(main, base + ((key,) if key in entry else ()), message)
+            if not self.problems.schema(main, _closed(API_KEYS, cls.settings_schema), entry,
+                                        base):
+                continue
+            for key, message in cls.check(entry, self.specs):
+                self.problems.add(main, base + ((key,) if key in entry else ()), message)
             tls = entry.get("tls")
             if isinstance(tls, dict) and isinstance(tls.get("certificate"), str) \
                     and isinstance(tls.get("key"), str):
