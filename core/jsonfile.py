@@ -12,14 +12,16 @@ carrying one :class:`~tieline.errors.SettingsProblem` with the line and column o
 Lines are counted by ``\\n`` (as :mod:`json` does), columns by characters (not bytes), a tab
 counts as one column; both are 1-based.
 
-On purpose, the scanner is stricter than :func:`json.loads` in five ways: an object that
+On purpose, the scanner is stricter than :func:`json.loads` in six ways: an object that
 repeats a key is an error (:func:`json.loads` silently keeps the last one, so a settings
 file with two ``"routers"`` keys would lose the first); ``NaN``, ``Infinity`` and
 ``-Infinity`` are errors (they are not JSON, and :func:`json.loads` reads them as floats
 that pass every ``minimum``/``maximum`` check or wait forever); a number too large for a
 float (``1e400``, which :func:`json.loads` reads as infinity) is an error; nesting deeper
-than :data:`MAX_DEPTH` is an error; and the file must be UTF-8 (a UTF-8 byte-order mark is
-skipped). Each error names the line, column and JSON path of the value.
+than :data:`MAX_DEPTH` is an error; a ``\\uD800``-``\\uDFFF`` escape without its other half
+(a lone surrogate, no character at all: no file could be written back with it) is an error;
+and the file must be UTF-8 (a UTF-8 byte-order mark is skipped). Each error names the line,
+column and JSON path of the value.
 
 Writing
 =======
@@ -99,6 +101,9 @@ _CONSTANTS: tuple[tuple[str, Any], ...] = (
     ("true", True),
     ("false", False),
 )
+#: a lone surrogate: what a \\uD800-\\uDFFF escape without its pair decodes to
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
 #: what json.loads reads as floats but JSON does not have (RFC 8259 section 6)
 _NOT_NUMBERS = ("NaN", "Infinity", "-Infinity")
 _INFINITE = (float("inf"), float("-inf"))
@@ -378,7 +383,7 @@ class _Scanner:
 
     def string(self, pos: int, path: JsonPath) -> tuple[str, int]:
         try:
-            return scanstring(self.text, pos + 1, True)
+            value, end = scanstring(self.text, pos + 1, True)
         except json.JSONDecodeError as exc:
             if exc.msg.startswith("Unterminated string"):
                 raise _SyntaxProblem(
@@ -398,6 +403,14 @@ class _Scanner:
                 "invalid JSON: invalid escape in a string; after a backslash JSON expects "
                 "one of \" \\ / b f n r t or uXXXX (write a backslash as \\\\)",
             ) from None
+        if _SURROGATE.search(value):  # only a \uD800-\uDFFF escape can make one
+            raise _SyntaxProblem(
+                pos, path,
+                "invalid text: a \\u escape in this string is half of a UTF-16 pair "
+                "(\\uD800-\\uDFFF) without its other half, which is no character; write "
+                "the character itself, or both halves of the pair",
+            )
+        return value, end
 
     def nested(self, pos: int, path: JsonPath, depth: int) -> None:
         if depth > MAX_DEPTH:

@@ -291,9 +291,12 @@ def _finite(text: str) -> float:
 
 
 def strict_loads(text: str) -> Any:
-    """json.loads as tieline reads JSON: no repeated keys, no NaN or infinite numbers."""
-    return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant,
-                      parse_float=_finite)
+    """json.loads as tieline reads JSON: no repeated keys, no NaN or infinite numbers, no
+    lone surrogate (UTF-8 cannot encode one: UnicodeEncodeError, a ValueError)."""
+    value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant,
+                       parse_float=_finite)
+    json.dumps(value, ensure_ascii=False).encode("utf-8")
+    return value
 
 
 @settings(max_examples=200, deadline=None)
@@ -439,6 +442,24 @@ def test_duplicate_key(tmp_path: Path) -> None:
     )
     assert (problem.line, problem.column, problem.path) == (4, 3, "$.routers")
     assert problem.message.startswith("duplicate key 'routers' (first at line 2 column 3)")
+
+
+@pytest.mark.parametrize("text, where", [
+    ('{\n  "labels": {"1": "CAM \\ud800"}\n}', (2, 19, '$.labels["1"]')),
+    ('{"a": ["ok", "\\udfff x"]}', (1, 14, "$.a[1]")),
+    ('{"\\ud83d": 1}', (1, 2, "$")),
+])
+def test_a_lone_surrogate_escape_is_an_error(tmp_path: Path, text: str, where: tuple) -> None:
+    """json.loads reads "\\ud800" as a string no file can be written back with: every later
+    write of the file would fail (a label change, settings replication)."""
+    problem = load_problem(tmp_path / "labels.json", text)
+    assert (problem.line, problem.column, problem.path) == where
+    assert "half of a UTF-16 pair" in problem.message
+
+
+def test_a_surrogate_pair_escape_is_one_character(tmp_path: Path) -> None:
+    path = write(tmp_path / "labels.json", '{"1": "CAM \\ud83c\\udfa5"}')
+    assert load_json(path).data == {"1": "CAM \U0001f3a5"}
 
 
 def test_duplicate_key_in_nested_object(tmp_path: Path) -> None:
