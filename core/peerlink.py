@@ -428,9 +428,13 @@ class _Misconfigured(Exception):
     name, another protocol version); the message says what to fix."""
 
 
+def _not_json(word: str) -> Any:
+    raise ValueError(f"{word} is not JSON")
+
+
 def _decode(line: bytes) -> dict[str, Any]:
     try:
-        message = json.loads(line)
+        message = json.loads(line, parse_constant=_not_json)
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, a 5,000-digit number
         raise RemoteProtocolError(f"not JSON ({exc})", line[:64]) from None
     except RecursionError:  # absurdly deep nesting

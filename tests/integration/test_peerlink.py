@@ -491,6 +491,7 @@ async def read_until_dropped(process: Any) -> bytes:
     b'{"type": "peerlink.hello", "node": "raw", "protocol": 1}\n',
     b"x" * 5000,  # longer than the limit, no newline
     b"[" * 3000 + b"\n",  # nested deeper than json can read (RecursionError)
+    b'{"type": "heartbeat", "node": "raw", "epoch": NaN}\n',  # not JSON, though Python reads it
 ])
 async def test_garbage_drops_the_connection(key, caplog, garbage):
     caplog.set_level(logging.DEBUG, logger=LOGGER)
