@@ -229,11 +229,16 @@ def _write_atomic(path: Path, data: bytes, mode: int) -> None:
                 os.unlink(tmp)
 
 
+#: (key file, mode) pairs already warned about in this process
+_LOOSE_KEYS_WARNED: set[tuple[Path, int]] = set()
+
+
 def load_cluster_key(path: Path) -> asyncssh.SSHKey:
     """Read the cluster key (a private key in OpenSSH format).
 
     A key that group or others may read or write works, but is logged as a WARNING with
-    the ``chmod`` that fixes it: whoever reads it can join the cluster.
+    the ``chmod`` that fixes it (once per file and mode in a process): whoever reads it can
+    join the cluster.
 
     :raises ClusterKeyError: the file is missing, not a regular file, unreadable (its
         permissions), encrypted, or not a private key; the message names the file and
@@ -266,7 +271,8 @@ def load_cluster_key(path: Path) -> asyncssh.SSHKey:
             path, f"{path} is not a usable cluster key ({exc}); expected an unencrypted "
             f"private key in OpenSSH format; {_KEY_FIX}") from None
     mode = stat.S_IMODE(info.st_mode)
-    if mode & 0o077:
+    if mode & 0o077 and (path.resolve(), mode) not in _LOOSE_KEYS_WARNED:
+        _LOOSE_KEYS_WARNED.add((path.resolve(), mode))  # the settings check, then the link
         log.warning("cluster key %s has mode %04o: group or others may read it, and "
                     "whoever reads it can join the cluster; run: chmod 600 %s",
                     path, mode, path)

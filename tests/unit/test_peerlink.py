@@ -100,6 +100,10 @@ def test_load_warns_about_a_key_others_may_read(tmp_path, caplog):
     (record,) = caplog.records
     assert str(path) in record.getMessage()
     assert "mode 0644" in record.getMessage() and f"chmod 600 {path}" in record.getMessage()
+    # loaded again (the settings check, then the peer link): said once
+    with caplog.at_level(logging.WARNING, logger="tieline.peerlink"):
+        load_cluster_key(path)
+    assert len(caplog.records) == 1
 
 
 def test_keys_generate_command(tmp_path):
