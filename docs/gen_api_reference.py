@@ -470,7 +470,10 @@ answer reads and `subscribe`, and refuse writes with the error `standby`. The se
 `hello`, the `status` result and the `status` event give the node's `state`, its `epoch`
 (a fencing number that only goes up across the cluster) and, on a standby that knows it,
 `active`: the active node's WebSocket URL, as clients reach it. A `standby` error carries
-the same `active`. A client that holds several endpoints should:
+the same `active`. The `state` never claims more than the node would do: a node that may
+not act at this instant (it was paused, and has not yet confirmed that it still holds the
+role) says `standby`, with no `active`, even if it was active before. A client that holds
+several endpoints should:
 
 1. **Prefer the active node.** When the `hello` says `standby` and names `active`, connect
    there (adding it to the endpoints when new); else try the other endpoints. Stay on a
