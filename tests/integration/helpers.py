@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -12,6 +16,28 @@ from websockets.asyncio.client import ClientConnection, connect
 from tieline import catalog
 from tieline.node import Node
 from tieline.testing import running_node as running_node  # re-exported for the tests
+
+#: the tieline command of this environment
+TIELINE = str(Path(sys.executable).with_name("tieline"))
+
+
+def run_until_serving(folder: Path, env: dict[str, str]) -> tuple[int, str, str]:
+    """``tieline run --settings folder`` as a process, until it says it is serving, then
+    SIGTERM: its (exit status, stdout, stderr). Fails with its stderr if it stops first."""
+    proc = subprocess.Popen([TIELINE, "run", "--settings", str(folder)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if " serving " in line:
+                break
+        else:
+            stderr = proc.stderr.read() if proc.stderr else ""
+            raise AssertionError(f"tieline run stopped: {stderr}")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    return proc.returncode, out, err
 
 
 def api_url(node: Node, index: int = 0) -> str:

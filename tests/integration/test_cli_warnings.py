@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from tieline.testing import write_settings
 
-TIELINE = str(Path(sys.executable).with_name("tieline"))
+from .helpers import TIELINE, run_until_serving
+
 #: how the warnings module prints a warning: ``FILE:LINE: CATEGORY: message``.
 WARNING_LINE = re.compile(r"^.*:\d+: \w*Warning: ", re.MULTILINE)
 
@@ -55,17 +53,6 @@ def test_commands_print_no_warning(args, env, settings, tmp_path):
 
 
 def test_run_prints_no_warning(env, settings):
-    proc = subprocess.Popen([TIELINE, "run", "--settings", str(settings)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if " serving " in line:
-                break
-        else:
-            pytest.fail(f"tieline run stopped: {proc.stderr.read()}")  # type: ignore[union-attr]
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=30)
-    assert proc.returncode == 0, stderr
+    status, _, stderr = run_until_serving(settings, env)
+    assert status == 0, stderr
     assert_no_warning(stderr)

@@ -27,9 +27,7 @@ import copy
 import json
 import os
 import re
-import signal
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -50,8 +48,8 @@ from tieline.plugin_manager import Plugins
 from tieline.settings import core_schema
 
 from ..conftest import self_signed_pem, write_settings
+from .helpers import TIELINE, run_until_serving
 
-TIELINE = str(Path(sys.executable).with_name("tieline"))
 MAIN = "tieline.json"
 
 
@@ -526,17 +524,6 @@ def test_tieline_run_refuses_like_validate(tmp_path, name):
 def test_tieline_run_starts_with_what_validate_accepts(tmp_path):
     folder = write_case(tmp_path / "settings", None, "standalone")
     env = dict(os.environ, PYTHONWARNINGS="ignore")
-    proc = subprocess.Popen([TIELINE, "run", "--settings", str(folder)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if " serving " in line:
-                break
-        else:
-            raise AssertionError(proc.stderr.read() if proc.stderr else "")
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=15)
-    assert proc.returncode == 0, out + err
+    status, out, err = run_until_serving(folder, env)
+    assert status == 0, out + err
     assert "Traceback" not in err, err
