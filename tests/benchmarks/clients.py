@@ -21,6 +21,13 @@ Modes::
         arrival time is when the bytes are read; ``websockets`` uses the library's asyncio
         client, whose arrival time is when ``recv`` hands the message over (one task
         wake-up per message).
+    clients.py soak URL ROUTER CLIENTS DESTINATIONS SOURCES
+        CLIENTS connections sharing the destinations, each with one route in flight per
+        destination of its own (pipelined; every route changes the crosspoint, on every
+        level), and one subscribed connection reading every event, as a panel would. Each
+        stdin line asks for more work: ``{"routes": N}`` or ``{"salvos": N, "names": [...]}``
+        (taken one at a time, the names in turn); each is answered ``{"done": N,
+        "errors": E, "wall_ns": T}``. Ends when stdin closes.
 """
 
 from __future__ import annotations
@@ -315,6 +322,87 @@ async def websockets_swarm(url: str, clients: int) -> None:
     await asyncio.gather(*(c.ws.close() for c in conns), return_exceptions=True)
 
 
+async def soak(url: str, router: str, clients: int, destinations: int, sources: int) -> None:
+    conns = [await Client.open(url) for _ in range(clients)]
+    panel = await Client.open(url)
+    reply = await panel.request({"type": "subscribe"})
+    assert reply["ok"], reply
+    levels = reply["result"]["routers"]
+    first_level = next(iter(next(r for r in levels if r["id"] == router)["crosspoints"].values()))
+    current = [(s - 1) if s is not None else 0 for s in first_level][:destinations]
+    events = 0
+
+    async def watch() -> None:
+        nonlocal events
+        async for raw in panel.ws:
+            if raw.startswith('{"type":"event"'):
+                events += 1
+
+    watcher = asyncio.create_task(watch())
+    salvo_turn = 0
+
+    async def routes_on(client: Client, mine: list[int], count: int) -> int:
+        """``count`` routes on ``client``, one in flight per destination of ``mine``."""
+        ws, errors, sent = client.ws, 0, 0
+        in_flight: dict[int, tuple[int, int]] = {}  # request id -> (destination, source)
+
+        async def send(dest: int) -> None:
+            nonlocal sent
+            sent += 1
+            client.next_id += 1
+            source = (current[dest] + 1) % sources
+            in_flight[client.next_id] = (dest, source)
+            await ws.send(json.dumps({"type": "route", "id": client.next_id, "router": router,
+                                      "destination": dest + 1, "source": source + 1}))
+
+        for dest in mine[:count]:
+            await send(dest)
+        while in_flight:
+            reply = json.loads(await ws.recv())
+            if reply.get("type") != "response":
+                continue
+            dest, source = in_flight.pop(reply["id"])
+            if reply["ok"]:
+                current[dest] = source
+            else:
+                errors += 1
+            if sent < count:
+                await send(dest)
+        return errors
+
+    async def salvos(count: int, names: list[str]) -> int:
+        nonlocal salvo_turn
+        errors = 0
+        for _ in range(count):
+            name = names[salvo_turn % len(names)]
+            salvo_turn += 1
+            reply = await conns[0].request({"type": "salvo", "name": name})
+            if not reply["ok"] or reply["result"]["refused"]:
+                errors += 1
+        return errors
+
+    stdin = await stdin_lines()
+    emit({"ready": clients})
+    while line := await stdin.readline():
+        work = json.loads(line)
+        t0 = time.perf_counter_ns()
+        if "routes" in work:
+            count = work["routes"]
+            shares = [count // clients + (k < count % clients) for k in range(clients)]
+            errors = sum(await asyncio.gather(*(
+                routes_on(c, list(range(k, destinations, clients)), n)
+                for k, (c, n) in enumerate(zip(conns, shares)))))
+        else:
+            count = work["salvos"]
+            errors = await salvos(count, work["names"])
+        emit({"done": count, "errors": errors, "wall_ns": time.perf_counter_ns() - t0,
+              "events": events})
+    watcher.cancel()
+    await asyncio.gather(watcher, return_exceptions=True)
+    for c in [*conns, panel]:
+        await c.ws.close()
+
+
 def main(argv: list[str]) -> None:
     mode, args = argv[0], argv[1:]
     if mode == "routes":
@@ -331,8 +419,11 @@ def main(argv: list[str]) -> None:
             raw_swarm(url, clients)
         else:
             asyncio.run(websockets_swarm(url, clients))
+    elif mode == "soak":
+        url, router, *numbers = args
+        asyncio.run(soak(url, router, *map(int, numbers)))
     else:
-        raise SystemExit(f"unknown mode {mode!r}; expected routes, snapshot or swarm")
+        raise SystemExit(f"unknown mode {mode!r}; expected routes, snapshot, swarm or soak")
 
 
 if __name__ == "__main__":

@@ -580,7 +580,8 @@ async def test_names_updated_at_the_frame_reach_tieline(make_rig):
         assert (event.kind, event.labels) == (PortKind.DESTINATION, ((2, "TX 1"),))
 
 
-async def test_salvo_of_1000_crosspoints_is_pipelined_and_confirmed(make_rig):
+async def test_salvo_of_1000_crosspoints_is_pipelined_and_confirmed(make_rig, monkeypatch):
+    monkeypatch.setattr(SWP08Router, "command_log_size", None)  # every CONNECT is counted
     async with SWP08Router(500, 500, 2) as device:
         spec = RouterSpec("pb", "swp08", ("video", "audio"), 500, 500)
         # the real timer values: no keepalive or confirmation fallback falls in the salvo
