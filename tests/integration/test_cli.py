@@ -95,7 +95,7 @@ def test_demo_route_tally_and_event(demo, tmp_path):
     assert json.loads(status.stdout) == {
         "node": "demo", "role": "standalone", "state": "active",
         "status": "Standalone is active", "epoch": 0,
-        "routers": [{"id": "studio", "online": True}]}
+        "routers": [{"id": "studio", "online": True}], "peers": []}
 
 
 def test_route_by_label_levels_salvo_and_errors(demo):
