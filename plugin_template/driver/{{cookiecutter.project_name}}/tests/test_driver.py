@@ -126,6 +126,21 @@ async def test_garbage_from_the_device_drops_the_connection_and_resyncs(rig, dev
         Crosspoint(0, 0, 1),)
 
 
+async def test_the_emulator_answers_a_run_of_garbage_once(device):
+    """10,000 bytes of bad lines get one ERROR back, not one per line (nor an echo)."""
+    server = await device.serve_tcp("127.0.0.1", 0)
+    reader, writer = await asyncio.open_connection(*server.sockets[0].getsockname()[:2])
+    writer.write(b"FOO bar\n" * 1250 + b"PING\n")
+    await writer.drain()
+    answers = []
+    async with asyncio.timeout(5):
+        while (line := (await reader.readline()).decode().strip()) != "PONG":
+            answers.append(line)
+    assert answers == ["ERROR - - syntax error"]
+    writer.close()
+    server.close()
+
+
 async def test_an_idle_link_sends_keepalives(rig, device):
     async with asyncio.timeout(3):
         while not any(isinstance(m, Ping) for _, m in device.command_log):

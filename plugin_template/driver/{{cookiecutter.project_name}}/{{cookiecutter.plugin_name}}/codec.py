@@ -49,8 +49,8 @@ Example (``>`` controller to device, ``<`` device to controller)::
 
 Errors: bytes that break these rules raise :class:`tieline.RemoteProtocolError` and
 nothing else. The offending line is consumed first (an over-long line is skipped up to its
-LF), so the codec stays usable: the emulator answers ``ERROR - - <reason>`` and carries
-on; the driver drops the connection and resyncs. Sending a message this role does not
+LF), so the codec stays usable: the emulator answers ``ERROR - - syntax error`` once per
+run of bad lines and carries on; the driver drops the connection and resyncs. Sending a message this role does not
 send, or a number out of range, raises ``ValueError``.
 """
 

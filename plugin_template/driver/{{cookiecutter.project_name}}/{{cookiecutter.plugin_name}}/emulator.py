@@ -3,13 +3,17 @@
 ``tieline emulate {{cookiecutter.driver_name}} --listen 127.0.0.1:7700`` runs it; the tests
 serve it on 127.0.0.1 (:meth:`MatrixEmulator.serve_tcp`). Several controllers may connect
 at once; every change is told to all of them, including changes made at the frame's own
-panel (:meth:`MatrixEmulator.panel_route`). Every command received is kept in
-``command_log`` so that tests can prove what a controller sent.
+panel (:meth:`MatrixEmulator.panel_route`). The latest commands received are kept in
+``command_log`` (``DeviceEmulator.command_log_size`` of them; None keeps all) so that tests
+can prove what a controller sent. A line it cannot parse is answered with one ``ERROR``
+per run of such lines (until the next line it can parse): garbage is not answered line by
+line, and never echoed.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from tieline import Crosspoint, RemoteProtocolError
 from tieline.emulation import DeviceEmulator, EmulatorPeer
@@ -17,6 +21,15 @@ from tieline.emulation import DeviceEmulator, EmulatorPeer
 from .codec import MAX_NUMBER, Codec, Dump, End, Error, Message, Ping, Pong, Role, Size, Tally, Xpt
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class Controller:
+    """What the emulator keeps per connected controller (``EmulatorPeer.state``)."""
+
+    codec: Codec
+    #: a line that did not parse was answered, and no good line has come since
+    in_garbage: bool = False
 
 
 class MatrixEmulator(DeviceEmulator):
@@ -48,21 +61,24 @@ class MatrixEmulator(DeviceEmulator):
 
     # -- the DeviceEmulator part -----------------------------------------------------------
     def controller_connected(self, peer: EmulatorPeer) -> None:
-        peer.state = Codec(Role.DEVICE)  # this protocol has no greeting
+        peer.state = Controller(Codec(Role.DEVICE))  # this protocol has no greeting
 
     async def data_received(self, peer: EmulatorPeer, data: bytes) -> None:
-        codec: Codec = peer.state
-        codec.receive_data(data)
+        controller: Controller = peer.state
+        controller.codec.receive_data(data)
         while not peer.closed:
             try:
-                message = codec.next_event()
+                message = controller.codec.next_event()
             except RemoteProtocolError as exc:
                 log.debug("{{cookiecutter.driver_name}} emulator: bad line from %s: %s",
                           peer.name, exc)
-                self._reply(peer, Error(None, None, _printable(str(exc))))
+                if not controller.in_garbage:  # one error per run of bad lines
+                    controller.in_garbage = True
+                    self._reply(peer, Error(None, None, "syntax error"))
                 continue
             if message is None:
                 break
+            controller.in_garbage = False
             self.log_command(peer, message)
             self._handle(peer, message)
 
@@ -116,7 +132,3 @@ class MatrixEmulator(DeviceEmulator):
     def source(self, level: int, destination: int) -> int:
         """The source feeding ``destination`` on ``level`` now (0-based)."""
         return self.table[level][destination]
-
-
-def _printable(text: str) -> str:
-    return "".join(c if " " <= c <= "~" else "?" for c in text)
