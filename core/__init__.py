@@ -1,72 +1,165 @@
 """tieline: control broadcast routers, and keep control alive when a controller fails.
 
 This module is the public surface that plugin authors may rely on; a test pins ``__all__``.
+Each name is imported from its module when first used (``from tieline import Driver``
+works as ever): importing the package itself loads nothing else, so the ``tieline``
+command starts without the device, transport and plugin machinery it may not need.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
+from typing import TYPE_CHECKING, Any
 
-from .devices import (
-    DeviceReport,
-    Driver,
-    DriverSession,
-    LabelRefused,
-    LabelReport,
-    ProtectReport,
-    RequestRefused,
-    SyncDone,
-    TallyReport,
-)
-from .errors import (
-    ConfirmTimeout,
-    InvalidRequest,
-    LinkError,
-    NodeStandby,
-    NotAuthenticated,
-    NotFound,
-    OutOfRange,
-    PermissionDenied,
-    PluginError,
-    Protected,
-    ReadOnly,
-    Refused,
-    RemoteProtocolError,
-    RequestError,
-    RouterOffline,
-    SettingsError,
-    SettingsProblem,
-    TielineError,
-)
-from .events import (
-    CrosspointsChanged,
-    DeviceOffline,
-    DeviceOnline,
-    Event,
-    EventBus,
-    LabelsChanged,
-    NodeStatusChanged,
-    ProtectChanged,
-    SalvosChanged,
-    SettingsChanged,
-    Subscription,
-)
-from .model import (
-    UNKNOWN,
-    Crosspoint,
-    Permission,
-    PortKind,
-    Principal,
-    Protect,
-    ProtectKind,
-    RouterSpec,
-    RouterState,
-    Salvo,
-)
-from .apis import ApiCommand, ClientApi
-from .plugin_manager import await_me_maybe, hookimpl
-from .routing import RouteRequest, SalvoResult
-from .transports import ByteStream, Transport
+if TYPE_CHECKING:  # what type checkers and IDEs see
+    from .devices import (
+        DeviceReport,
+        Driver,
+        DriverSession,
+        LabelRefused,
+        LabelReport,
+        ProtectReport,
+        RequestRefused,
+        SyncDone,
+        TallyReport,
+    )
+    from .errors import (
+        ConfirmTimeout,
+        InvalidRequest,
+        LinkError,
+        NodeStandby,
+        NotAuthenticated,
+        NotFound,
+        OutOfRange,
+        PermissionDenied,
+        PluginError,
+        Protected,
+        ReadOnly,
+        Refused,
+        RemoteProtocolError,
+        RequestError,
+        RouterOffline,
+        SettingsError,
+        SettingsProblem,
+        TielineError,
+    )
+    from .events import (
+        CrosspointsChanged,
+        DeviceOffline,
+        DeviceOnline,
+        Event,
+        EventBus,
+        LabelsChanged,
+        NodeStatusChanged,
+        ProtectChanged,
+        SalvosChanged,
+        SettingsChanged,
+        Subscription,
+    )
+    from .model import (
+        Crosspoint,
+        Permission,
+        PortKind,
+        Principal,
+        Protect,
+        ProtectKind,
+        RouterSpec,
+        RouterState,
+        Salvo,
+        UNKNOWN,
+    )
+    from .apis import (
+        ApiCommand,
+        ClientApi,
+    )
+    from .plugin_manager import (
+        await_me_maybe,
+        hookimpl,
+    )
+    from .routing import (
+        RouteRequest,
+        SalvoResult,
+    )
+    from .transports import (
+        ByteStream,
+        Transport,
+    )
+
+#: Where each name of ``__all__`` lives; imported on first use (PEP 562), so that
+#: ``import tieline`` (which every ``tieline`` command does first) stays light.
+_EXPORTS: dict[str, str] = {
+    "DeviceReport": "devices",
+    "Driver": "devices",
+    "DriverSession": "devices",
+    "LabelRefused": "devices",
+    "LabelReport": "devices",
+    "ProtectReport": "devices",
+    "RequestRefused": "devices",
+    "SyncDone": "devices",
+    "TallyReport": "devices",
+    "ConfirmTimeout": "errors",
+    "InvalidRequest": "errors",
+    "LinkError": "errors",
+    "NodeStandby": "errors",
+    "NotAuthenticated": "errors",
+    "NotFound": "errors",
+    "OutOfRange": "errors",
+    "PermissionDenied": "errors",
+    "PluginError": "errors",
+    "Protected": "errors",
+    "ReadOnly": "errors",
+    "Refused": "errors",
+    "RemoteProtocolError": "errors",
+    "RequestError": "errors",
+    "RouterOffline": "errors",
+    "SettingsError": "errors",
+    "SettingsProblem": "errors",
+    "TielineError": "errors",
+    "CrosspointsChanged": "events",
+    "DeviceOffline": "events",
+    "DeviceOnline": "events",
+    "Event": "events",
+    "EventBus": "events",
+    "LabelsChanged": "events",
+    "NodeStatusChanged": "events",
+    "ProtectChanged": "events",
+    "SalvosChanged": "events",
+    "SettingsChanged": "events",
+    "Subscription": "events",
+    "Crosspoint": "model",
+    "Permission": "model",
+    "PortKind": "model",
+    "Principal": "model",
+    "Protect": "model",
+    "ProtectKind": "model",
+    "RouterSpec": "model",
+    "RouterState": "model",
+    "Salvo": "model",
+    "UNKNOWN": "model",
+    "ApiCommand": "apis",
+    "ClientApi": "apis",
+    "await_me_maybe": "plugin_manager",
+    "hookimpl": "plugin_manager",
+    "RouteRequest": "routing",
+    "SalvoResult": "routing",
+    "ByteStream": "transports",
+    "Transport": "transports",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tieline' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # the next access is a plain lookup
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 

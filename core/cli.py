@@ -2,16 +2,18 @@
 
 Exit status: 0 done; 1 the request was refused or the settings are invalid (the message
 says why); 2 usage error; 3 no server could be reached.
+
+Start-up: this module imports only click and what the help texts need. Each command
+imports what it uses when it runs (the node, the client, asyncio, the plugins), so that
+``tieline --help`` and ``tieline status`` do not load the device, transport and plugin
+machinery; tests/unit/test_cli_imports.py holds that.
 """
 
 from __future__ import annotations
 
-import asyncio
-import gc
 import json
 import logging
 import os
-import signal
 import sys
 import warnings
 from pathlib import Path
@@ -20,7 +22,6 @@ from typing import Any
 import click
 
 from . import __version__
-from .errors import RequestError, SettingsError, TielineError
 from .plugin_kit import KINDS as PLUGIN_KINDS
 
 #: the usual port of the failover peer link
@@ -84,7 +85,12 @@ def run(settings: str | None, log_level: str) -> None:
 
     SIGHUP re-reads the settings: users, salvos and labels apply at once.
     """
+    import asyncio
+    import gc
+    import signal
+
     from .demo import ensure_demo
+    from .errors import SettingsError, TielineError
     from .node import build_node
 
     logging.basicConfig(
@@ -163,6 +169,7 @@ def validate(settings: str | None) -> None:
     file they name loaded); run also needs what only the machine it runs on can give:
     addresses to listen on, free ports, privileges, serial devices.
     """
+    from .errors import SettingsError
     from .node import check_settings
 
     folder = _settings_folder(settings)
@@ -226,6 +233,10 @@ def emulate(name: str, listen: str | None, serial_device: str | None, inputs: in
             outputs: int, levels: int, command_log: str | None, max_controllers: int | None,
             log_level: str) -> None:
     """Run the device emulator NAME (see `tieline plugins`): a router without hardware."""
+    import asyncio
+    import signal
+
+    from .errors import TielineError
     from .plugin_manager import Plugins
     from .transports import SerialTransport, parse_hostport
 
@@ -369,6 +380,7 @@ def service_install(settings: str | None, user: str | None, name: str | None,
     import getpass
     import pwd
 
+    from .errors import SettingsError
     from .node import check_settings
     from .service import (SYSTEMD_FOLDER, check_unit_name, tieline_executable, unit_file,
                           write_unit)
@@ -428,6 +440,8 @@ def service_install(settings: str | None, user: str | None, name: str | None,
 @json_option
 def discover(timeout: float, interfaces: tuple[str, ...], as_json: bool) -> None:
     """List the tieline nodes on the local network (mDNS)."""
+    import asyncio
+
     from .discovery import browse, parse_interfaces
     from .failover import NodeStatus, Role, State
 
@@ -541,12 +555,18 @@ def users_remove(name: str, settings: str | None) -> None:
 # -- client commands ---------------------------------------------------------------------------
 
 
-def _client_call(server: str, token: str | None, action: Any) -> Any:
-    """Connect, run ``action(client)``, close; map failures to messages and exit codes."""
+def _client_call(server: str, token: str | None, action: Any, **options: Any) -> Any:
+    """Connect, run ``action(client)``, close; map failures to messages and exit codes.
+
+    :param options: more :class:`~tieline.client.Client` options (``follow_active``).
+    """
+    import asyncio
+
     from .client import Client, ConnectionLost
+    from .errors import RequestError
 
     async def go() -> Any:
-        async with Client(server, token=token, client_name="tieline-cli") as client:
+        async with Client(server, token=token, client_name="tieline-cli", **options) as client:
             return await action(client)
 
     try:
@@ -592,13 +612,59 @@ def _port(mirror: Any, kind: str, text: str) -> int:
     raise NotFound(f"router '{mirror.id}' has no {kind} labelled '{text}'", field=kind)
 
 
+def _servers(server: str) -> list[str]:
+    urls = [u.strip() for u in server.split(",") if u.strip()]
+    if not urls:
+        raise click.UsageError("give --server URL[,URL…], e.g. ws://127.0.0.1:8181")
+    return urls
+
+
+def _age(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    return f"{ms} ms ago" if ms < 1000 else f"{ms / 1000:.1f} s ago"
+
+
 @main.command()
-@server_option
+@click.option("--server", "server", metavar="URL[,URL…]", envvar="TIELINE_SERVER",
+              default=DEFAULT_SERVER, show_default=True,
+              help="The node to ask; several (comma-separated): every member as a table.")
 @token_option
+@click.option("--cluster", is_flag=True,
+              help="Show every member of the cluster as a table: the node(s) asked and "
+                   "the peers they know.")
 @json_option
-def status(server: str, token: str | None, as_json: bool) -> None:
-    """Show the node's role, state and routers."""
-    result = _client_call(server, token, lambda c: c.status())
+def status(server: str, token: str | None, cluster: bool, as_json: bool) -> None:
+    """Show a node's own status: role, state, routers and peers.
+
+    The node asked answers for itself, a backup too ("Backup is idle"): status is not
+    moved to the active node. Given several servers, or --cluster, show every member of
+    the cluster as a table (name, role, state, status, epoch, URL, reachable, age of its
+    last heartbeat and which node saw it): each server is asked, and the peers they know
+    are listed from their view. Exit status 0 when at least one node answered.
+    """
+    urls = _servers(server)
+    if len(urls) == 1 and not cluster:
+        _show_status(_client_call(urls[0], token, lambda c: c.status(), follow_active=False),
+                     as_json)
+        return
+    import asyncio
+
+    answers = asyncio.run(_ask_each(urls, token))
+    members = _cluster_members(answers)
+    if as_json:
+        click.echo(json.dumps({"members": members}))
+    else:
+        _show_members(members)
+    for _, _, error in answers:
+        if error is not None:
+            click.echo(f"tieline: {error}", err=True)
+    if not any(result is not None for _, result, _ in answers):
+        sys.exit(1 if any(" refused: " in (e or "") for _, _, e in answers) else 3)
+
+
+def _show_status(result: dict[str, Any], as_json: bool) -> None:
+    """One node's status, as ``tieline status --server URL`` prints it."""
     out = {key: result[key] for key in ("node", "role", "state", "status", "epoch")}
     out["routers"] = [{"id": r["id"], "online": r["online"]} for r in result["routers"]]
     out["peers"] = result.get("peers", [])
@@ -613,8 +679,114 @@ def status(server: str, token: str | None, as_json: bool) -> None:
         who = f"node '{p['node']}' ({p['role']}, {p['state']}, epoch {p['epoch']})" \
             if p.get("node") else "node not known"
         link = "connected" if p["connected"] else "NOT CONNECTED"
+        if p.get("heard_ms_ago") is not None:
+            link += f", last heartbeat {_age(p['heard_ms_ago'])}"
         problem = f"; PROBLEM: {p['problem']}" if p.get("problem") else ""
         click.echo(f"  peer {p['address']}: {who}, {link}{problem}")
+
+
+async def _ask_each(urls: list[str], token: str | None
+                    ) -> list[tuple[str, dict[str, Any] | None, str | None]]:
+    """Each node's own status, asked at once: ``(url, result, None)``, or ``(url, None,
+    why)`` when it could not be asked (``why`` names the URL; "URL refused: …" when the
+    node refused the request)."""
+    import asyncio
+
+    from .client import Client, ConnectionLost
+    from .errors import RequestError
+
+    async def ask(url: str) -> tuple[str, dict[str, Any] | None, str | None]:
+        try:
+            async with Client(url, token=token, client_name="tieline-cli", failover=False,
+                              follow_active=False) as client:
+                return url, await client.status(), None
+        except ConnectionLost as exc:
+            return url, None, str(exc)
+        except RequestError as exc:
+            return url, None, f"{url} refused: {exc.code}: {exc.message}"
+
+    return list(await asyncio.gather(*(ask(url) for url in urls)))
+
+
+def _cluster_members(answers: list[tuple[str, dict[str, Any] | None, str | None]]
+                     ) -> list[dict[str, Any]]:
+    """Every member: the nodes asked (in order; what each said of itself, or unreachable),
+    then the peers they know that were not asked. ``heard_ms_ago`` is the freshest age of
+    its last heartbeat among the views of the nodes that answered, ``seen_by`` that node.
+    A member only known from a view is ``reachable`` when that node is connected to it;
+    the state of a member that is not reachable is not known (None)."""
+    def key(url: str | None) -> str:
+        return (url or "").strip().rstrip("/")
+
+    members: list[dict[str, Any]] = []
+    for url, result, error in answers:
+        member: dict[str, Any] = {
+            "node": None, "role": None, "state": None, "status": None, "epoch": None,
+            "url": url, "asked": True, "reachable": result is not None,
+            "heard_ms_ago": None, "seen_by": None, "problem": None, "error": error}
+        if result is not None:
+            member.update({key: result[key] for key in ("node", "role", "state", "status",
+                                                        "epoch")})
+        members.append(member)
+
+    def find(peer: dict[str, Any]) -> dict[str, Any] | None:
+        for member in members:
+            if peer.get("node") and member["node"] == peer["node"]:
+                return member
+            if peer.get("url") and key(member["url"]) == key(peer["url"]):
+                return member
+        return None
+
+    for _, result, _ in answers:
+        if result is None:
+            continue
+        viewer = result["node"]
+        for peer in result.get("peers", []):
+            member = find(peer)
+            if member is None:
+                member = {"node": peer.get("node"), "role": None, "state": None,
+                          "status": None, "epoch": None,
+                          "url": peer.get("url") or peer.get("address"), "asked": False,
+                          "reachable": False, "heard_ms_ago": None, "seen_by": viewer,
+                          "problem": None, "error": None}
+                members.append(member)
+            member["node"] = member["node"] or peer.get("node")
+            member["role"] = member["role"] or peer.get("role")
+            heard = peer.get("heard_ms_ago")
+            fresher = heard is not None and (member["heard_ms_ago"] is None
+                                             or heard < member["heard_ms_ago"])
+            if fresher:
+                member["heard_ms_ago"], member["seen_by"] = heard, viewer
+            if peer.get("problem"):
+                member["problem"] = member["problem"] \
+                    or f"{peer['problem']} (seen by {viewer})"
+            if not member["asked"] and (fresher or member["seen_by"] == viewer):
+                connected = bool(peer.get("connected"))
+                member["reachable"] = connected
+                member.update({key: peer.get(key) if connected else None
+                               for key in ("state", "status", "epoch")})
+    return members
+
+
+def _show_members(members: list[dict[str, Any]]) -> None:
+    """The members as a table, one line each."""
+    header = ["NAME", "ROLE", "STATE", "STATUS", "EPOCH", "URL", "REACHABLE",
+              "LAST HEARTBEAT"]
+
+    def cell(value: Any) -> str:
+        return "-" if value is None or value == "" else str(value)
+
+    rows = [[cell(m["node"] or "?"), cell(m["role"]), cell(m["state"]), cell(m["status"]),
+             cell(m["epoch"]), cell(m["url"]), "yes" if m["reachable"] else "NO",
+             "-" if m["heard_ms_ago"] is None
+             else f"{_age(m['heard_ms_ago'])} (seen by {m['seen_by']})"]
+            for m in members]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        click.echo("  ".join(text.ljust(width) for text, width in zip(row, widths)).rstrip())
+    for m in members:
+        if m["problem"]:
+            click.echo(f"{m['node'] or m['url']}: PROBLEM: {m['problem']}")
 
 
 @main.command()
@@ -775,6 +947,7 @@ def keys() -> None:
               help="Replace an existing key (then copy the new one to every node).")
 def keys_generate(folder: Path, name: str, force: bool) -> None:
     """Make a new cluster key in DIR (NAME, mode 0600, and NAME.pub); copy it to every node."""
+    from .errors import TielineError
     from .peerlink import generate_cluster_key, load_cluster_key
 
     try:

@@ -55,6 +55,14 @@ Events the client makes itself, given to listeners and event streams like the se
 
 With ``failover=False`` the client keeps one connection: when it ends, waiting requests
 raise :class:`ConnectionLost`, and a standby's refusal is raised as is.
+
+**Staying on the node asked** (``follow_active=False``): the client uses the first endpoint
+that answers, in order, whatever its state and epoch, and never moves because of them: a
+standby is used as it is (its status, snapshot and events are that node's own), the
+active node it names is not tried, a lower epoch is no reason to leave, and a write it
+refuses raises :class:`~tieline.errors.NodeStandby` at once. This is how ``tieline
+status`` reads a backup's own status. Losing the connection is handled as ``failover``
+says (the next endpoint that answers, again whatever its state).
 """
 
 from __future__ import annotations
@@ -77,7 +85,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.protocol import State as WsState
 
 from . import errors
-from .devices import backoff
+from .backoff import backoff
 from .errors import NodeStandby, RequestError, TielineError
 
 log = logging.getLogger(__name__)
@@ -261,6 +269,10 @@ class Client:
     :param ssl: an SSLContext for wss:// endpoints (e.g. trusting a private CA).
     :param failover: move to another node when the connection is lost or the node turns
         standby, and retry what was not acknowledged (see the module's documentation).
+    :param follow_active: move to the active node when the node in use is standby (or
+        announces an epoch behind one already seen); False: stay on the node asked, to
+        read that node's own status (see *Staying on the node asked* in the module's
+        documentation).
     :param failover_timeout_s: how long the client looks for a node after losing one before
         it gives up and closes; None: never give up.
     :param retry_window_s: how long after a call its request may still be sent (again) to
@@ -276,6 +288,7 @@ class Client:
         connect_timeout: float = 3.0, ssl: ssl_module.SSLContext | None = None,
         client_name: str = "tieline-python", failover: bool = True,
         failover_timeout_s: float | None = 10.0, retry_window_s: float = 5.0,
+        follow_active: bool = True,
     ) -> None:
         if isinstance(endpoints, str):
             endpoints = [e.strip() for e in endpoints.split(",") if e.strip()]
@@ -292,6 +305,7 @@ class Client:
         self.ssl = ssl
         self.client_name = client_name
         self.failover = failover
+        self.follow_active = follow_active
         self.failover_timeout_s = failover_timeout_s
         self.retry_window_s = retry_window_s
         self.endpoint: str | None = None  #: the URL of the node in use
@@ -326,7 +340,8 @@ class Client:
         await self.close()
 
     async def connect(self) -> None:
-        """Connect to the first active node that answers (else a standby) and authenticate.
+        """Connect to the first active node that answers (else a standby) and authenticate;
+        with ``follow_active=False``, to the first node that answers.
 
         :raises ConnectionLost: when no endpoint could be used (every reason listed).
         :raises RequestError: when the server refused the token.
@@ -414,7 +429,8 @@ class Client:
     ) -> _Link | None:
         """One pass over ``candidates``: use the first active node whose epoch is not behind,
         else (unless ``active_only``) the first such standby. A standby's ``active`` is tried
-        next. Returns the link now in use, or None; each URL not used adds to ``failures``.
+        next. With ``follow_active=False``: the first node that answers, whatever its state
+        and epoch. Returns the link now in use, or None; each URL not used adds to ``failures``.
         """
         queue = list(candidates)
         tried: set[str] = set()
@@ -440,7 +456,7 @@ class Client:
                     self._note(f"refused {problem}")
                     self._discard(link, "epoch behind")
                     continue
-                if link.standby:
+                if link.standby and self.follow_active:
                     named = link.node.get("active")
                     if isinstance(named, str) and named:
                         self._learn(named)
@@ -500,8 +516,11 @@ class Client:
         return link
 
     def _stale(self, link: _Link) -> str | None:
-        """Why ``link``'s node is not authoritative (its epoch is behind), or None."""
+        """Why ``link``'s node is not authoritative (its epoch is behind), or None; always
+        None when the client stays on the node asked (``follow_active=False``)."""
         if link.epoch < self.max_epoch:
+            if not self.follow_active:
+                return None
             return (f"{link.describe()} announces epoch {link.epoch}, lower than epoch "
                     f"{self.max_epoch} already seen: not authoritative")
         self.max_epoch = link.epoch
@@ -761,7 +780,8 @@ class Client:
 
     def _ensure_hunt(self) -> None:
         """Look for the active node (the node in use is standby), unless already looking."""
-        if self._closing or not self.failover or self._link is None or self._recovering:
+        if (self._closing or not self.failover or not self.follow_active or self._link is None
+                or self._recovering):
             return
         if self._task is not None and not self._task.done():
             return
@@ -845,7 +865,8 @@ class Client:
             call.future.set_result(result)
             return
         error = error_from(message.get("error") or {})
-        if isinstance(error, NodeStandby) and call.retryable and not self._closing:
+        if isinstance(error, NodeStandby) and call.retryable and self.follow_active \
+                and not self._closing:
             self._hold(call)
             call.refusal = error
             link.refused_active = error.active or link.refused_active
@@ -868,7 +889,7 @@ class Client:
         self.node = link.node
         if epoch > self.max_epoch:
             self.max_epoch = epoch
-        if not self.failover or self._closing:
+        if not self.failover or not self.follow_active or self._closing:
             return
         if epoch < self.max_epoch:
             self._abandon(link, f"{link.describe()} announced epoch {epoch}, lower than "

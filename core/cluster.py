@@ -151,7 +151,8 @@ class PeerLinkStrategy(Strategy):
             link_peer = link_peers.get(view.address)
             problem = link_peer.problem if link_peer is not None else None
             out.append({
-                "address": view.address, "node": view.name or None,
+                "address": view.address, "url": view.api[0] if view.api else None,
+                "node": view.name or None,
                 "role": view.role or None, "state": view.state or None,
                 "epoch": view.epoch,
                 "connected": bool(link_peer is not None and link_peer.connected),

@@ -17,12 +17,12 @@ from __future__ import annotations
 import abc
 import asyncio
 import logging
-import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
+from .backoff import backoff
 from .errors import RouterOffline, LinkError, RemoteProtocolError
 from .model import Crosspoint, PortKind, Protect, ProtectKind, RouterSpec
 from .transports import ByteStream, Transport
@@ -239,21 +239,6 @@ class LinkSink(Protocol):
     def device_online(self, router: str) -> None: ...
 
     def device_offline(self, router: str, reason: str) -> None: ...
-
-
-def backoff(
-    initial: float = 0.2, factor: float = 1.8, cap: float = 10.0, jitter: float = 0.3,
-    rng: random.Random | None = None,
-) -> Iterator[float]:
-    """Reconnect delays: grow by ``factor`` up to ``cap``, each spread by ±``jitter``.
-
-    Pure: pass ``rng`` to make it repeatable.
-    """
-    rng = rng or random.Random()
-    delay = initial
-    while True:
-        yield delay * (1 + rng.uniform(-jitter, jitter))
-        delay = min(cap, delay * factor)
 
 
 def is_retryable(exc: BaseException) -> bool:

@@ -79,11 +79,7 @@ class NodeStatus:
     @property
     def text(self) -> str:
         """The status line people see. A backup's reads exactly "Backup is active" or "Backup is idle"."""
-        if self.role is Role.BACKUP:
-            return "Backup is active" if self.state is State.ACTIVE else "Backup is idle"
-        if self.role is Role.MAIN:
-            return "Main is active" if self.state is State.ACTIVE else "Main is standby"
-        return "Standalone is active"
+        return status_text(self.role, self.state)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -94,6 +90,24 @@ class NodeStatus:
             "epoch": self.epoch,
             "active": self.active,
         }
+
+
+def status_text(role: str, state: str) -> str:
+    """The status line of a node with ``role`` in ``state``: "Main is active", "Main is
+    standby", "Backup is active", "Backup is idle", "Standalone is active"."""
+    if role == Role.BACKUP:
+        return "Backup is active" if state == State.ACTIVE else "Backup is idle"
+    if role == Role.MAIN:
+        return "Main is active" if state == State.ACTIVE else "Main is standby"
+    return "Standalone is active"
+
+
+def peer_status_text(role: object, state: object) -> str | None:
+    """:func:`status_text` of a peer as last heard; None when its role or state is not a
+    known one (never heard, or a newer tieline's)."""
+    if role not in tuple(Role) or state not in tuple(State):
+        return None
+    return status_text(str(role), str(state))
 
 
 class Failover:
@@ -283,9 +297,15 @@ class Strategy(abc.ABC):
         """Release what the strategy holds (called once, after run was cancelled)."""
 
     def peers_status(self) -> list[dict[str, Any]]:
-        """The other nodes as this strategy knows them, for ``tieline status``: dicts with
-        ``address``, ``node``, ``role``, ``state``, ``epoch``, ``connected``,
-        ``heard_ms_ago`` and ``problem`` (None, or what is wrong: a key dispute, say)."""
+        """The other nodes as this strategy knows them, for ``tieline status`` (the
+        ``peers`` of the API's status result): one dict per node with ``address`` (where
+        the strategy knows it from), ``url`` (its advertised WebSocket URL, None when not
+        known), ``node``, ``role``, ``state``, ``epoch`` (as last heard), ``connected``
+        (whether it is reachable for this strategy now), ``heard_ms_ago`` (age of its last
+        sign of life as this node saw it; None: never) and ``problem`` (None, or what is
+        wrong: a key dispute, say). Called often and synchronously: return what the
+        strategy already holds, never wait. The API adds each peer's ``status`` line
+        (:func:`peer_status_text`)."""
         return []
 
     async def switch_back(self) -> dict[str, Any]:

@@ -19,12 +19,16 @@ import json
 import keyword
 import re
 from collections.abc import Mapping
-from importlib.metadata import entry_points
-from importlib.resources import files
-from importlib.resources.abc import Traversable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import TielineError
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+
+# importlib.metadata and importlib.resources are imported where used: the tieline command
+# imports this module for KINDS (its --kind choices) at every start
 
 #: the template kinds (``--kind``): a router driver, a client API, a failover strategy.
 KINDS = ("driver", "api", "strategy")
@@ -56,6 +60,8 @@ def check_name(name: str) -> str:
         )
     if name in {"tieline", "tests", "test"}:
         raise PluginKitError(f"plugin name {name!r} is taken; choose another, e.g. 'acme_matrix'")
+    from importlib.metadata import entry_points
+
     for ep in entry_points(group="tieline"):
         if ep.name == name:
             owner = ep.dist.name if ep.dist else "another distribution"
@@ -69,6 +75,8 @@ def template(kind: str) -> Traversable:
     """The template folder of ``kind`` inside the installed tieline."""
     if kind not in KINDS:
         raise PluginKitError(f"no plugin template of kind {kind!r}; kinds: {', '.join(KINDS)}")
+    from importlib.resources import files
+
     return files("tieline.plugin_template") / kind
 
 

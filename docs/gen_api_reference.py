@@ -248,12 +248,21 @@ RESULTS: dict[str, str] = {
              "client is `anonymous@ADDRESS`) and `node` (the node's status, as in the "
              "server's `hello`).",
     "ping": "Empty.",
-    "status": "The node's status (`node`, `role`, `state`, `status`, `epoch`, `active`), "
-              "`routers`: one `{id, online}` per router, and `peers`: the other nodes of "
-              "its cluster as its failover strategy knows them (empty when it has none), "
-              "each `{address, node, role, state, epoch, connected, heard_ms_ago, "
-              "problem}`; `problem` is null or says what is wrong, a key dispute say "
-              "(the peer refuses this node's cluster key, or this node its).",
+    "status": "The status of the node asked, as it sees itself (a standby answers for "
+              "itself: `Backup is idle`), with `node`, `role`, `state`, `status`, `epoch`, "
+              "`active`; `routers`: one `{id, online}` per router; and `peers`: the other "
+              "nodes of its cluster as its failover strategy knows them (empty when it has "
+              "none), each `{address, url, node, role, state, status, epoch, connected, "
+              "heard_ms_ago, problem}`. `address` is where the strategy knows the peer "
+              "from (its peer link `HOST:PORT`; with etcd, its `members/<node>` key); "
+              "`url` its advertised WebSocket URL (null until heard); `role`, `state`, "
+              "`status` and `epoch` are as last heard (null, or 0, until then); "
+              "`connected` whether the peer is reachable for the strategy now (peer link "
+              "up; with etcd, its member key present); `heard_ms_ago` the age, in ms, of "
+              "the last heartbeat this node received from it (with etcd: since this node "
+              "last saw its member key; null: never); `problem` is null or says what is "
+              "wrong, a key dispute say (the peer refuses this node's cluster key, or this "
+              "node its). `tieline status --cluster` builds its table from this.",
     "snapshot": "`routers`: one object per router (all routers, or those asked for) with "
                 "`id`, `driver`, `online`, `levels`, `sources`, `destinations`, "
                 "`labels.sources` and `labels.destinations` (one string per port, in port "
@@ -508,6 +517,12 @@ events of its own (the server never sends them): `{"event": "disconnected", "end
 "resubscribed"}`, and `{"event": "closed", "reason"}` when it gives up. The `tieline`
 command uses the Python client: with `--server ws://mcr-1:8181,ws://mcr-2:8181`, a
 `tieline route` lands on the active node.
+
+A monitoring tool that wants *one node's own* view (is this backup idle?) does not move:
+it connects to that node, reads `status`, and leaves, whatever the node's `state` and
+`epoch`. The Python client does so with `Client(url, follow_active=False)`, and
+`tieline status` reads that way: `--server URL` shows that node, `--server URL,URL` or
+`--cluster` every member as a table.
 
 ## Reading messages
 

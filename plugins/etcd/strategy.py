@@ -11,6 +11,13 @@ run a consensus of its own. Keys, under ``/tieline/<cluster>/``:
   saw epoch N refuses a node announcing less);
 * ``handover``: a planned switch back in progress, naming the main, on the main's lease.
 
+The other members, for ``tieline status --cluster`` (:meth:`EtcdStrategy.peers_status`), are
+what this node read under ``members/`` the last time it looked at the keys (on every
+change, and at least every third of ``ttl_s``): a member is ``connected`` while its key is
+there (its session lease is alive), ``heard_ms_ago`` is the time since this node last saw
+its key, and a member whose key went (stopped, or its lease expired) stays listed as not
+connected until this node stops.
+
 Timing, all on the monotonic clock:
 
 * **The holder proves it holds the role** every ``heartbeat_ms``: a transaction puts the
@@ -181,6 +188,10 @@ class EtcdStrategy(Strategy):
         self.switch_back_asked = False  #: a manual switch back was asked for
         self._wake = asyncio.Event()
         self._problems: set[str] = set()
+        #: every other member seen under members/: name -> (its document, when last seen)
+        self.members: dict[str, tuple[dict[str, Any], float]] = {}
+        self.registered: set[str] = set()  #: members whose key was there at the last look
+        self.leader_seen: tuple[str | None, int] = (None, 0)  #: (node, epoch) at that look
 
     # -- helpers ---------------------------------------------------------------------------
     def _document(self) -> bytes:
@@ -361,6 +372,7 @@ class EtcdStrategy(Strategy):
         """Look at the keys and act once; returns the revision seen."""
         kvs, revision = await self.client.get_prefix(self.prefix, timeout=self.request_s)
         keys = {kv.key: kv for kv in kvs}
+        self._see_members(keys)
         main = next((self._read(kv) for kv in kvs if kv.key.startswith(self.prefix + "members/")
                      and self._read(kv).get("role") == "main"), None)
         main_url = (main.get("api") or [None])[0] if main else None
@@ -405,6 +417,38 @@ class EtcdStrategy(Strategy):
             return revision
         await self._campaign()
         return revision
+
+    def _see_members(self, keys: dict[str, KeyValue]) -> None:
+        """Remember the members and the leader found in one listing of the keys."""
+        now, members = self.clock(), self.prefix + "members/"
+        self.registered = set()
+        for key, kv in keys.items():
+            name = key.removeprefix(members)
+            if key.startswith(members) and name and name != self.me:
+                self.members[name] = (self._read(kv), now)
+                self.registered.add(name)
+        leader = keys.get(self.leader_key)
+        self.leader_seen = (self._read(leader).get("node"), leader.create_revision) \
+            if leader is not None else (None, 0)
+
+    def peers_status(self) -> list[dict[str, Any]]:
+        """The other members as this node last read them in etcd (see the module)."""
+        leader, epoch = self.leader_seen
+        out = []
+        for name, (document, seen) in sorted(self.members.items()):
+            api = document.get("api")
+            url = api[0] if isinstance(api, list) and api and isinstance(api[0], str) \
+                else None
+            role = document.get("role")
+            out.append({
+                "address": f"{self.prefix}members/{name}", "url": url, "node": name,
+                "role": role if isinstance(role, str) else None,
+                "state": ("active" if name == leader else "standby")
+                if name in self.registered else None,
+                "epoch": epoch, "connected": name in self.registered,
+                "heard_ms_ago": round((self.clock() - seen) * 1000), "problem": None,
+            })
+        return out
 
     async def _depose(self, leader: KeyValue, beat_revision: int) -> bool:
         """The active node's proof has not changed for ``lease_ms`` on this node's clock:

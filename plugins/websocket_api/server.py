@@ -29,6 +29,12 @@ backlog overflows has stopped reading: its TCP connection is cut at once (no clo
 handshake: a close frame would wait behind everything already queued for it), what was
 queued for it is dropped, and it never slows the others. A heartbeat goes to every
 connection that sent nothing for ``heartbeat_timeout_ms / 3``.
+
+Logs: a short call (``tieline status``, a script that routes and leaves) is logged at
+DEBUG only: the connection opening (websockets' own lines, all moved to DEBUG), who
+authenticated, and its end. A subscriber (a panel, a long-lived client) is logged at INFO
+when it first subscribes and when it goes, once each. Refused origins and clients cut for
+being too slow are WARNINGs, as above.
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ import tieline
 from tieline.apis import ClientApi
 from tieline.errors import InvalidRequest, NotAuthenticated, RequestError, TielineError
 from tieline.events import Subscription
+from tieline.failover import peer_status_text
 from tieline.model import Permission, PortKind, Principal, ProtectKind
 from tieline.routing import RoutingService
 from tieline.transports import parse_hostport
@@ -61,6 +68,21 @@ if TYPE_CHECKING:
     from tieline.node import Node
 
 log = logging.getLogger(__name__)
+
+
+class _DebugLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """The logger handed to websockets: its INFO lines (connection open, connection
+    closed, connection rejected, server listening, closing, closed) go out at DEBUG; the
+    node says what people need itself ("serving …", subscribers, refusals)."""
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        super().log(logging.DEBUG if level == logging.INFO else level, msg, *args, **kwargs)
+
+    def isEnabledFor(self, level: int) -> bool:  # noqa: N802 - logging's name
+        return self.logger.isEnabledFor(logging.DEBUG if level == logging.INFO else level)
+
+
+_websockets_log = _DebugLogger(log, {})
 
 #: Requests of one connection that may be waiting for a router (or a peer) at once.
 MAX_IN_FLIGHT = 256
@@ -170,7 +192,7 @@ class WebSocketApi(ClientApi):
             self.server = await serve(
                 self._handle, self.host, self.port, ssl=self._ssl(),
                 max_size=self.max_message_bytes, compression=None, close_timeout=2,
-                ping_interval=None, logger=log, process_request=self._check_origin,
+                ping_interval=None, logger=_websockets_log, process_request=self._check_origin,
             )
         except OSError as exc:
             raise TielineError(
@@ -276,6 +298,8 @@ class Connection:
         self.requests: set[asyncio.Task[None]] = set()  #: of these, requests that may wait
         self.waiting = 0  #: of these, how many are waiting for a router (or a peer)
         self.subscribed = False
+        self.subscribed_at: float | None = None  #: monotonic time of its first subscribe
+        self.client_name = "unnamed client"  #: from its hello, for logs
         self.dropped = False
         self.after_seq = 0  #: events up to this one were in the snapshot sent with subscribe
         self.backlog: collections.deque[bytes] = collections.deque()
@@ -343,11 +367,28 @@ class Connection:
         finally:
             self.api.subscribers.discard(self)
             self.backlog.clear()
+            self._log_end()
             tasks = list(self.tasks)
             for task in tasks:
                 task.cancel()
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
+
+    def describe(self) -> str:
+        """Who this is, for logs: address, client software, user."""
+        user = f", user {self.principal.name}" if self.principal is not None else ""
+        return f"{self.address} ({self.client_name}{user})"
+
+    def _log_end(self) -> None:
+        """Say the connection ended: at INFO for a subscriber (its arrival was at INFO
+        too), unless it was cut (a WARNING said so); at DEBUG for anything else."""
+        code = self.ws.close_code
+        how = f"close code {code}" if code is not None else "no close code"
+        if self.subscribed_at is not None and not self.dropped:
+            log.info("websocket client %s gone after %.0f s (%s)", self.describe(),
+                     time.monotonic() - self.subscribed_at, how)
+        else:
+            log.debug("websocket client %s closed (%s)", self.describe(), how)
 
     async def _receive(self, raw: str | bytes) -> None:
         """Serve one client message; return when the next one may be read.
@@ -420,8 +461,10 @@ class Connection:
                     f"protocol {m['protocol']} is not supported; this server speaks "
                     f"{messages.PROTOCOL}", field="protocol")
             self.principal = self.node.auth.authenticate(m.get("token"), self.address)
-            log.info("websocket client %s authenticated as %s (level %d)", self.address,
-                     self.principal.name, self.principal.level)
+            name = m.get("client") or "unnamed client"  # printable only: it goes to logs
+            self.client_name = "".join(c if c.isprintable() else "?" for c in name)
+            log.debug("websocket client %s authenticated (level %d)", self.describe(),
+                      self.principal.level)
             return {"user": {"name": self.principal.name, "level": int(self.principal.level)},
                     "node": self.node.status.to_dict()}
         if mtype in self.node.commands:
@@ -432,14 +475,21 @@ class Connection:
         if mtype == "ping":
             return {}
         if mtype == "status":
+            strategy = self.node.strategy
+            peers = [{**p, "status": peer_status_text(p.get("role"), p.get("state"))}
+                     for p in (strategy.peers_status() if strategy is not None else [])]
             return {**self.node.status.to_dict(), "routers": [
                 {"id": rid, "online": rt.state.online} for rid, rt in routing.routers.items()
-            ], "peers": self.node.strategy.peers_status() if self.node.strategy else []}
+            ], "peers": peers}
         if mtype == "snapshot":
             return messages.snapshot(routing, m.get("routers"))
         if mtype == "subscribe":
             if not self.subscribed:
                 self.subscribed = True
+                if self.subscribed_at is None:
+                    self.subscribed_at = time.monotonic()
+                    log.info("websocket client %s subscribed (level %d)", self.describe(),
+                             principal.level)
                 self.api.subscribe(self)  # the snapshot below is taken in this same step
                 if self._drainer is None:
                     self._drainer = asyncio.create_task(self._drain_backlog(), name="ws backlog")

@@ -658,3 +658,39 @@ async def test_allowed_origins_must_be_origins(settings_dir, entry):
         async with running_node(folder):
             pass
     assert "allowed_origins" in str(info.value)
+
+
+# -- logs --------------------------------------------------------------------------------------
+
+async def test_a_short_call_logs_at_debug_and_a_subscriber_once_at_info(node, caplog):
+    """A CLI call (connect, hello, status, close) leaves no INFO line; a subscriber (a
+    panel) is logged when it subscribes and when it goes, once each."""
+    from tieline.client import Client
+
+    caplog.set_level(logging.DEBUG, logger="tieline")
+    api = node.apis[0]
+
+    def lines(level: int) -> list[str]:
+        return [r.getMessage() for r in caplog.records
+                if r.name.startswith("tieline.plugins.websocket_api") and r.levelno == level]
+
+    async def closed() -> None:
+        async with asyncio.timeout(5):
+            while api.connections:
+                await asyncio.sleep(0.01)
+
+    async with Client(api_url(node), token=TOKENS["watcher"], client_name="tieline-cli") as c:
+        await c.status()
+    await closed()
+    assert lines(logging.INFO) == []
+    assert any("tieline-cli" in line and "watcher" in line for line in lines(logging.DEBUG))
+
+    caplog.clear()
+    async with Client(api_url(node), token=TOKENS["watcher"], client_name="panel") as c:
+        await c.subscribe()
+        await c.status()
+    await closed()
+    info = lines(logging.INFO)
+    assert len(info) == 2, info
+    assert "subscribed" in info[0] and "panel" in info[0] and "watcher" in info[0]
+    assert "panel" in info[1] and "gone" in info[1]
