@@ -73,6 +73,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
         ApiCommand,
         ClientApi,
     )
+    from .logs import RateLimitedLog
     from .plugin_manager import (
         await_me_maybe,
         hookimpl,
@@ -139,6 +140,7 @@ _EXPORTS: dict[str, str] = {
     "UNKNOWN": "model",
     "ApiCommand": "apis",
     "ClientApi": "apis",
+    "RateLimitedLog": "logs",
     "await_me_maybe": "plugin_manager",
     "hookimpl": "plugin_manager",
     "RouteRequest": "routing",
@@ -199,6 +201,7 @@ __all__ = [
     "ProtectKind",
     "ProtectReport",
     "Protected",
+    "RateLimitedLog",
     "ReadOnly",
     "Refused",
     "RemoteProtocolError",

@@ -89,6 +89,7 @@ import asyncssh
 
 from .devices import backoff
 from .errors import RemoteProtocolError, RequestError, TielineError
+from .logs import RateLimitedLog
 from .transports import parse_hostport
 
 __all__ = [
@@ -483,29 +484,6 @@ def _set_nodelay(conn: Any) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-class _RateLimited:
-    """Log each kind of event (``key``) at its level at most once per ``interval_s``; the
-    ones in between go to DEBUG, and their number is said in the next one logged."""
-
-    def __init__(self, interval_s: float) -> None:
-        self.interval_s = interval_s
-        self._last: dict[object, tuple[float, int]] = {}  # key -> (logged at, held back)
-
-    def log(self, key: object, level: int, message: str, *args: object,
-            exc_info: BaseException | None = None) -> None:
-        now = time.monotonic()
-        last = self._last.get(key)
-        if last is not None and now - last[0] < self.interval_s:
-            self._last[key] = (last[0], last[1] + 1)
-            log.debug(message, *args, exc_info=exc_info)
-            return
-        if last is not None and last[1]:
-            message += " (%d more like it in the last %.0f s)"
-            args = (*args, last[1], now - last[0])
-        self._last[key] = (now, 0)
-        log.log(level, message, *args, exc_info=exc_info)
-
-
 class _ServerSide(asyncssh.SSHServer):
     """Authenticates one incoming SSH connection: only the cluster key gets in."""
 
@@ -630,8 +608,8 @@ class PeerLink:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._server: Any = None
         self._server_conns: set[Any] = set()
-        self._refusals = _RateLimited(self.refusal_log_interval_s)
-        self._problems = _RateLimited(self.refusal_log_interval_s)
+        self._refusals = RateLimitedLog(log, self.refusal_log_interval_s)
+        self._problems = RateLimitedLog(log, self.refusal_log_interval_s)
         self._started = False
         self._closing = False
         self.listen_address: tuple[str, int] | None = None

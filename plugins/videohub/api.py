@@ -93,8 +93,9 @@ control holds the client back) and neither is it while its replies are not being
 Garbage, half blocks, endless lines or a disconnect in the middle of a block concern that
 client's connection only. Browsers: a web page can make a browser send an HTTP request to
 this port, whose body would read as blocks; a line that opens like an HTTP request (``POST
-/ HTTP/1.1``) cuts the connection before anything after it is read (logged once per
-address). A client that half-closes gets its pending replies, then the
+/ HTTP/1.1``) cuts the connection before anything after it is read. Every refused client
+is logged with its reason, at WARNING at most once a minute per reason whatever its
+address (the others at DEBUG, counted). A client that half-closes gets its pending replies, then the
 connection closes.
 """
 
@@ -111,6 +112,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from tieline import RateLimitedLog
 from tieline.apis import ClientApi
 from tieline.errors import (
     InvalidRequest,
@@ -177,6 +179,9 @@ DEFAULT_CLIENTS = ("127.0.0.0/8", "::1/128")
 _ACK = Codec(Role.DEVICE).send(Ack())  # encoded once: b"ACK\n\n" [VH §2]
 _NAK = Codec(Role.DEVICE).send(Nak())
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+#: A refused client is logged at WARNING at most this often per reason (seconds).
+REFUSAL_LOG_INTERVAL_S = 60.0
+
 #: The request line an HTTP client opens with. A web page can make a browser send one to
 #: this port (``fetch(..., {mode: "no-cors"})``), with a body that would read as blocks.
 _HTTP_REQUEST = re.compile(rb"(GET|HEAD|POST|PUT|DELETE|CONNECT|OPTIONS|TRACE|PATCH) "
@@ -364,7 +369,8 @@ class VideohubApi(ClientApi):
         self._tasks: set[asyncio.Task[None]] = set()
         self._seq = 0  #: events fanned out so far
         self._present = False  #: what the last device block broadcast said
-        self._refused: set[str] = set()  #: addresses whose refusal was logged
+        #: refusals, each reason warned about at most once a minute
+        self._refusals = RateLimitedLog(log, REFUSAL_LOG_INTERVAL_S)
         #: per destination, the protects over ``levels`` when its lock block was last sent.
         self._locks_sent: dict[int, tuple[Any, ...]] = {}
 
@@ -461,10 +467,11 @@ class VideohubApi(ClientApi):
             return f"{self.max_clients} clients are connected (\"max_clients\")"
         return None
 
-    def refused(self, client: VideohubClient, reason: str) -> None:
-        level = logging.DEBUG if client.address in self._refused else logging.WARNING
-        self._refused.add(client.address)
-        log.log(level, "%s: refusing Videohub client %s: %s", self.what, client.peer, reason)
+    def refused(self, client: VideohubClient, reason: str, *, kind: str | None = None) -> None:
+        """Log a refused client: each kind of refusal (``kind``, else ``reason``) at WARNING
+        at most once a minute, whatever address it comes from; repeats at DEBUG, counted."""
+        self._refusals.log(kind or reason, logging.WARNING,
+                           "%s: refusing Videohub client %s: %s", self.what, client.peer, reason)
 
     def joined(self, client: VideohubClient) -> None:
         """Register ``client``: it gets events published from now on (its dump has the rest)."""
@@ -842,7 +849,7 @@ class VideohubClient(asyncio.Protocol):
             except RemoteProtocolError as exc:
                 if _HTTP_REQUEST.match(exc.data):  # nothing after it may be read
                     self.api.refused(self, "it sent an HTTP request (a web page in a browser?): "
-                                     f"{exc.data[:40]!r}; connection cut")
+                                     f"{exc.data[:40]!r}; connection cut", kind="http")
                     self.pending.clear()
                     self.abort()
                     return

@@ -54,6 +54,7 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 
 import tieline
+from tieline import RateLimitedLog
 from tieline.apis import ClientApi
 from tieline.errors import InvalidRequest, NotAuthenticated, RequestError, TielineError
 from tieline.events import Subscription
@@ -149,7 +150,8 @@ class WebSocketApi(ClientApi):
         self.heartbeat_ms = max(100, self.heartbeat_timeout_ms // 3)
         self.subscriber_queue = options.get("subscriber_queue", 4096)
         self.allowed_origins = frozenset(o.lower() for o in options.get("allowed_origins", ()))
-        self._origins_logged: dict[str, float] = {}  #: refused origin -> when last warned
+        #: refused origins, each warned about at most once a minute
+        self._origins_refused = RateLimitedLog(log, ORIGIN_LOG_INTERVAL_S)
         self.server: Server | None = None
         self.connections: set[Connection] = set()
         self.subscribers: set[Connection] = set()
@@ -229,20 +231,12 @@ class WebSocketApi(ClientApi):
         if len(origins) == 1 and origins[0].lower() in self.allowed_origins:
             return None
         origin = ", ".join(origins)[:200]
-        now = time.monotonic()
-        last = self._origins_logged.get(origin)
-        if last is None or now - last >= ORIGIN_LOG_INTERVAL_S:
-            if len(self._origins_logged) >= 1024:  # many origins: forget, never grow
-                self._origins_logged.clear()
-            self._origins_logged[origin] = now
-            level = logging.WARNING
-        else:
-            level = logging.DEBUG
         address = ws.remote_address[0] if ws.remote_address else "?"
-        log.log(level, "websocket API %s: refused a connection from %s carrying Origin %r "
-                "(a web page in a browser); add the origin to \"allowed_origins\" of this "
-                "API in tieline.json if that page may control the routers", self.describe(),
-                address, origin)
+        self._origins_refused.log(
+            origin, logging.WARNING, "websocket API %s: refused a connection from %s carrying "
+            "Origin %r (a web page in a browser); add the origin to \"allowed_origins\" of "
+            "this API in tieline.json if that page may control the routers", self.describe(),
+            address, origin)
         return ws.respond(http.HTTPStatus.FORBIDDEN,
                           f"Origin {origin} is not allowed to use this API\n")
 

@@ -11,6 +11,7 @@ as a fence: the server answers in order, so everything it sent a client before t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 from collections.abc import Callable
@@ -604,6 +605,30 @@ async def test_clients_from_other_networks_and_beyond_max_clients_are_closed(set
         assert await fourth.fence() == [] and await first.fence() == []
         first.close()
         fourth.close()
+
+
+async def test_each_kind_of_refusal_is_logged_whatever_the_address(settings_dir, caplog):
+    """A refusal logged for one address does not hide a different refusal from the same
+    address; the same refusal again is held back (DEBUG) and counted."""
+    caplog.set_level(logging.DEBUG, logger="tieline")
+    folder = settings(settings_dir, [{"router": "studio", "clients": ["127.0.0.2/32"],
+                                      "max_clients": 1}])
+
+    def warned(text: str) -> list[str]:
+        return [r.getMessage() for r in caplog.records
+                if r.levelno == logging.WARNING and text in r.getMessage()]
+
+    async with running_node(folder) as node:
+        first = await HandClient.open(vh_port(node), "127.0.0.2")
+        for _ in range(3):
+            extra = await HandClient.open(vh_port(node), "127.0.0.2", prelude=False)
+            assert await extra.closed() == b""
+        assert len(warned("clients are connected")) == 1
+        first.send("POST / HTTP/1.1\r\nHost: x\r\n\r\n")
+        with contextlib.suppress(ConnectionResetError):
+            await first.closed()
+        assert len(warned("it sent an HTTP request")) == 1
+        assert len([r for r in caplog.records if "clients are connected" in r.getMessage()]) == 3
 
 
 # -- misbehaving clients --------------------------------------------------------------------------
