@@ -52,6 +52,13 @@ Events the client makes itself, given to listeners and event streams like the se
     {"type": "event", "event": "reconnected", "endpoint": URL, "previous": URL,
      "reason": TEXT, "node": STATUS, "resubscribed": BOOL}
     {"type": "event", "event": "closed", "reason": TEXT}      # failover gave up
+    {"type": "event", "event": "overflow", "lost": N}           # an event stream fell behind
+
+An event stream (:meth:`Client.events`) holds at most ``maxsize`` events that were not
+read. One that falls further behind drops what does not fit, and gives, once it was read
+down to empty, an ``overflow`` event saying how many it dropped; then it queues again. Its
+reader then knows its own view is incomplete: the client's mirror (``client.routers``) is
+kept up to date whatever the streams do, and a ``snapshot`` gives the rest.
 
 With ``failover=False`` the client keeps one connection: when it ends, waiting requests
 raise :class:`ConnectionLost`, and a standby's refusal is raised as is.
@@ -1048,14 +1055,15 @@ class Client:
     def remove_listener(self, listener: Callable[[dict[str, Any]], None]) -> None:
         self._listeners.remove(listener)
 
-    def events(self) -> EventStream:
+    def events(self, maxsize: int = 10_000) -> EventStream:
         """Event messages from now on, as an async iterator; it ends when the client closes
         (not at a failover).
 
         The stream starts queueing at once (before the first ``anext``); ``aclose()`` it when
-        done. Subscribe first, or no events come.
+        done. Subscribe first, or no events come. At most ``maxsize`` events wait to be read;
+        beyond that they are dropped and counted in an ``overflow`` event (see the module).
         """
-        return EventStream(self)
+        return EventStream(self, maxsize)
 
     async def status(self) -> dict[str, Any]:
         return await self.request("status")
@@ -1092,12 +1100,22 @@ class Client:
 
 
 class EventStream:
-    """Events of one :class:`Client`, queued from the moment the stream was made."""
+    """Events of one :class:`Client`, queued from the moment the stream was made, at most
+    ``maxsize`` of them (the others dropped, and counted in an ``overflow`` event)."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, maxsize: int = 10_000) -> None:
+        if maxsize < 1:
+            raise ValueError("an event stream holds at least one event")
         self._client = client
-        self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        client.add_listener(self._queue.put_nowait)
+        self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize)
+        self.lost = 0  #: events dropped since the last overflow event was read
+        client.add_listener(self._put)
+
+    def _put(self, event: dict[str, Any]) -> None:
+        if self.lost or self._queue.full():
+            self.lost += 1  # once behind, nothing more until the reader caught up
+            return
+        self._queue.put_nowait(event)
 
     def __aiter__(self) -> EventStream:
         return self
@@ -1105,6 +1123,9 @@ class EventStream:
     async def __anext__(self) -> dict[str, Any]:
         if not self._queue.empty():
             return self._queue.get_nowait()
+        if self.lost:
+            lost, self.lost = self.lost, 0
+            return {"type": "event", "event": "overflow", "lost": lost}
         finished = self._client._finished
         if finished.is_set():
             raise StopAsyncIteration
@@ -1121,8 +1142,8 @@ class EventStream:
         raise StopAsyncIteration
 
     async def aclose(self) -> None:
-        if self._queue.put_nowait in self._client._listeners:
-            self._client.remove_listener(self._queue.put_nowait)
+        if self._put in self._client._listeners:
+            self._client.remove_listener(self._put)
 
 
 def _describe(exc: BaseException) -> str:

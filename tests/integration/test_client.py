@@ -89,6 +89,21 @@ async def test_events_iterator(node):
         await events.aclose()
 
 
+async def test_an_event_stream_that_is_not_read_stays_bounded_and_says_what_it_lost(node):
+    async with Client(api_url(node), token="op-token") as client:
+        await client.subscribe()
+        events = client.events(maxsize=5)
+        for n in range(20):  # 20 changes, confirmed: 20 crosspoint events, 5 kept
+            await client.route("studio", 1, 2 + n % 2)
+        assert events._queue.qsize() == 5
+        kept = [await anext(events) for _ in range(5)]
+        assert all(e["event"] == "crosspoints" for e in kept)
+        assert await anext(events) == {"type": "event", "event": "overflow", "lost": 15}
+        await client.route("studio", 2, 7)  # it queues again
+        assert (await asyncio.wait_for(anext(events), 5))["event"] == "crosspoints"
+        await events.aclose()
+
+
 async def test_dead_server_detected_within_heartbeat_timeout():
     """A server that says hello and then falls silent (like a hung or SIGSTOPped node)."""
 
