@@ -2,28 +2,63 @@
 
 A router plugin provides a :class:`Driver` (settings, transport needs, capabilities) whose
 :meth:`Driver.new_session` returns a :class:`DriverSession`: pure protocol glue over the
-plugin's sans-I/O codec (bytes in, :class:`DeviceReport` objects out; commands in, bytes
-queued for :meth:`DriverSession.data_to_send`). The :class:`DeviceLink` here does all the
-I/O and timing for every driver: connect, full state read after every (re)connect,
-keepalive and half-open detection, reconnect with jittered capped backoff, and
-online/offline reporting.
+plugin's sans-I/O codec (bytes in, :class:`DeviceReport` objects out; :class:`Command`
+objects in, bytes queued for :meth:`DriverSession.data_to_send`). The :class:`DeviceLink`
+here does all the I/O and timing for every driver: connect, full state read after every
+(re)connect, keepalive and half-open detection, reconnect with jittered capped backoff,
+online/offline reporting, and the life of every command.
 
 The device is the truth: a link only ever reads state from the device. It never replays
 remembered routes, at start, on reconnect or ever.
+
+Commands and their outcomes
+===========================
+
+The link is the only caller of its session. The core hands it a command and waits for that
+command's own outcome: ``outcome = await link.submit(command, timeout)``. Each *item* of a
+command (a crosspoint of a route; the one protect, release or label) ends confirmed,
+refused with the device's reason, or timed out, and only by what the device said about it:
+
+- **Confirmed** by the device's own report of the state asked for, read after the command
+  was written: a :class:`TallyReport` naming the crosspoint at the source asked for, a
+  :class:`ProtectReport` of the protect asked for (None for a release), a
+  :class:`LabelReport` with the text asked for.
+- **Refused** by a :class:`RequestRefused` for its destination and level, or a
+  :class:`LabelRefused` for its port.
+- **Timed out** when neither came within ``timeout``; **offline** when the link went down
+  first (the command may or may not have been carried out).
+
+The devices tieline speaks to have no request ids: a report says *what* is now, not *which
+request* it answers. So the link serialises what reports cannot tell apart: two commands
+that touch one (level, destination), or one port's label, are never in flight together.
+The second is written once the first has its outcome, in the order they were submitted (so
+the last one submitted is the last one the device carries out: last write wins at the
+device). A report can then only be about the one command in flight on its item, and it was
+read after that command was written. Commands on other destinations go in parallel.
 """
 
 from __future__ import annotations
 
 import abc
 import asyncio
+import collections
+import itertools
 import logging
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Protocol
 
 from .backoff import backoff
-from .errors import RouterOffline, LinkError, RemoteProtocolError
+from .errors import (
+    ConfirmTimeout,
+    LinkError,
+    Protected,
+    Refused,
+    RemoteProtocolError,
+    RequestError,
+    RouterOffline,
+)
 from .model import Crosspoint, PortKind, Protect, ProtectKind, RouterSpec
 from .transports import ByteStream, Transport
 
@@ -99,6 +134,93 @@ class LabelRefused(DeviceReport):
     reason: str
 
 
+# -------------------------------------------------------------------------------------------
+# Commands: what the core asks a device to do.
+# -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """Base class of what the core asks a device to do (see the module docstring).
+
+    :param ticket: set by the link when the command is submitted (unique per link); a
+        session may name it in its log lines.
+    """
+
+    ticket: int = field(default=0, kw_only=True)
+
+
+@dataclass(frozen=True, slots=True)
+class RouteCommand(Command):
+    """Set ``crosspoints`` (0-based) for ``owner``; one item per crosspoint."""
+
+    crosspoints: tuple[Crosspoint, ...]
+    owner: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProtectCommand(Command):
+    """Protect or lock ``destination`` on ``level`` for ``owner`` (only kinds in
+    ``Driver.device_protects``)."""
+
+    level: int
+    destination: int
+    kind: ProtectKind
+    owner: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseCommand(Command):
+    """Release the protect on ``destination`` on ``level``; someone else's only with
+    ``force``."""
+
+    level: int
+    destination: int
+    owner: str
+    force: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LabelCommand(Command):
+    """Change the label of one port (only when ``Driver.device_labels``)."""
+
+    kind: PortKind
+    index: int
+    text: str
+
+
+def command_items(command: Command) -> list[tuple[Hashable, object]]:
+    """The items of ``command``, in order: for each, the key that reports name it by (a
+    level and destination, or a port's label) and the state that confirms it (a source, a
+    protect or None, a label's text)."""
+    match command:
+        case RouteCommand(crosspoints=crosspoints):
+            return [(("dst", xp.level, xp.destination), xp.source) for xp in crosspoints]
+        case ProtectCommand(level=level, destination=destination, kind=kind, owner=owner):
+            return [(("dst", level, destination), Protect(kind, owner))]
+        case ReleaseCommand(level=level, destination=destination):
+            return [(("dst", level, destination), None)]
+        case LabelCommand(kind=kind, index=index, text=text):
+            return [(("label", kind, index), text)]
+    raise TypeError(f"not a command: {command!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of a command: one result per item (in :func:`command_items` order):
+    None when the device confirmed it, else why not (:class:`~tieline.errors.Refused`,
+    :class:`~tieline.errors.Protected`, :class:`~tieline.errors.ConfirmTimeout`,
+    :class:`~tieline.errors.RouterOffline`)."""
+
+    command: Command
+    results: tuple[RequestError | None, ...]
+
+    @property
+    def confirmed(self) -> bool:
+        """Whether the device confirmed every item."""
+        return all(result is None for result in self.results)
+
+
 class DriverSession(abc.ABC):
     """The protocol state of one connection to a device. Pure: no sockets, no clock.
 
@@ -132,6 +254,28 @@ class DriverSession(abc.ABC):
         :raises RemoteProtocolError: on bytes the protocol cannot explain. The link logs
             it, drops the connection and resyncs.
         """
+
+    def send(self, command: Command) -> None:
+        """Queue the bytes of ``command``; the link writes them, then resolves each of its
+        items from the reports that follow (see the module docstring).
+
+        The default hands each kind of command to the method below that queues it; a
+        session may handle every :class:`Command` here itself instead.
+
+        :raises InvalidRequest: when the device cannot be asked this (nothing is queued).
+        """
+        match command:
+            case RouteCommand(crosspoints=crosspoints, owner=owner):
+                self.route(crosspoints, owner)
+            case ProtectCommand(level=level, destination=destination, kind=kind, owner=owner):
+                self.protect(level, destination, kind, owner)
+            case ReleaseCommand(level=level, destination=destination, owner=owner,
+                                force=force):
+                self.release(level, destination, owner, force)
+            case LabelCommand(kind=kind, index=index, text=text):
+                self.set_label(kind, index, text)
+            case _:
+                raise TypeError(f"not a command: {command!r}")
 
     @abc.abstractmethod
     def route(self, crosspoints: Sequence[Crosspoint], owner: str) -> None:
@@ -295,34 +439,130 @@ class DeviceLink:
         self._down_since_logged = False
         self._ever_online = False
         self._retry_now = asyncio.Event()
+        self._tickets = itertools.count(1)
+        #: per item, the commands that touch it, in the order submitted; the first is the
+        #: one that may be in flight
+        self._queues: dict[Hashable, collections.deque[_Pending]] = {}
+        #: per item, the command written to the device and waiting for its outcome
+        self._in_flight: dict[Hashable, _Pending] = {}
 
     def retry_now(self) -> None:
         """Cut short the wait before the next connection attempt (a failover candidate
         wants the router now, not at the end of a long backoff)."""
         self._retry_now.set()
 
-    # -- requests from the routing service ---------------------------------------------
-    def session(self) -> DriverSession:
-        """The live session, for queueing a command; raises RouterOffline when not online."""
-        if not self.online or self._session is None:
-            raise RouterOffline(
-                f"router '{self.router}' is offline ({self.driver.describe()}); "
-                "the request was not sent. Check the device and its connection."
-            )
-        return self._session
+    # -- commands ----------------------------------------------------------------------
+    async def submit(self, command: Command, timeout: float) -> Outcome:
+        """Send ``command`` to the device and wait for its own outcome (see the module
+        docstring): each item confirmed, refused or timed out, ``timeout`` seconds at most
+        after the command was written. It waits first, in order, for the commands
+        submitted before it on the same items.
 
-    async def flush(self) -> None:
-        """Send what the session queued; a write that cannot drain in time drops the link.
-
-        :raises RouterOffline: when the write failed (the link reconnects).
+        :raises InvalidRequest: the session cannot put the command into the protocol
+            (nothing was sent).
         """
+        command = replace(command, ticket=next(self._tickets))
+        pending = _Pending(command, command_items(command))
+        for key in pending.keys:
+            self._queues.setdefault(key, collections.deque()).append(pending)
         try:
-            await self._write_queued()
-        except LinkError as exc:
-            raise RouterOffline(
-                f"router '{self.router}': {exc.reason}; the link will reconnect"
-            ) from exc
-        self._timers_changed()
+            self._start_if_first(pending)
+            await pending.turn
+            self._send(pending)
+            if not pending.done.done():
+                try:
+                    await self._write_queued()
+                except LinkError as exc:
+                    pending.fail_all(RouterOffline(
+                        f"router '{self.router}': {exc.reason}; the link will reconnect. "
+                        "The request may or may not have reached the device: check the tally"))
+                self._timers_changed()
+            if not pending.done.done():
+                try:
+                    async with asyncio.timeout(timeout):
+                        await asyncio.shield(pending.done)
+                except TimeoutError:
+                    pending.fail_all(ConfirmTimeout(
+                        f"router '{self.router}': the device did not confirm within "
+                        f"{timeout:g} s"))
+            return Outcome(command, tuple(pending.results))  # type: ignore[arg-type]
+        finally:
+            self._retire(pending)
+
+    def _send(self, pending: _Pending) -> None:
+        """Its turn: hand the command to the session (the one place that does), and wait
+        for reports on its items from now on."""
+        if not self.online or self._session is None:
+            pending.fail_all(RouterOffline(
+                f"router '{self.router}' is offline ({self.driver.describe()}); the request "
+                "was not sent. Check the device and its connection."))
+            return
+        self._session.send(pending.command)  # InvalidRequest: nothing queued, nothing sent
+        for key in pending.keys:
+            self._in_flight[key] = pending
+
+    def _start_if_first(self, pending: _Pending) -> None:
+        if not pending.turn.done() and all(
+                self._queues[key][0] is pending for key in pending.keys):
+            pending.turn.set_result(None)
+
+    def _retire(self, pending: _Pending) -> None:
+        """The command has its outcome (or its caller gave up): free its items, and let
+        the next command on each of them go."""
+        if not pending.turn.done():
+            pending.turn.cancel()
+        pending.fail_all(RouterOffline(f"router '{self.router}': the request was abandoned"))
+        for key in pending.keys:
+            if self._in_flight.get(key) is pending:
+                del self._in_flight[key]
+            queue = self._queues[key]
+            queue.remove(pending)
+            if queue:
+                self._start_if_first(queue[0])
+            else:
+                del self._queues[key]
+
+    def _resolve(self, reports: list[DeviceReport]) -> None:
+        """Reports from the device settle the commands in flight on what they name."""
+        in_flight = self._in_flight
+        router = self.router
+        for report in reports:
+            if isinstance(report, TallyReport):
+                for xp in report.crosspoints:
+                    pending = in_flight.get(("dst", xp.level, xp.destination))
+                    if pending is not None:
+                        pending.settle(("dst", xp.level, xp.destination), xp.source, None)
+            elif isinstance(report, ProtectReport):
+                for level in self._levels(report.level):
+                    key = ("dst", level, report.destination)
+                    pending = in_flight.get(key)
+                    if pending is not None:
+                        pending.settle(key, report.protect, None)
+            elif isinstance(report, LabelReport):
+                for index, text in report.labels:
+                    key = ("label", report.kind, index)
+                    pending = in_flight.get(key)
+                    if pending is not None:
+                        pending.settle(key, text, None)
+            elif isinstance(report, RequestRefused):
+                error: RequestError = (
+                    Protected(f"router '{router}' refused: {report.reason}", owner=report.owner)
+                    if report.owner is not None
+                    else Refused(f"router '{router}' refused: {report.reason}"))
+                for level in self._levels(report.level):
+                    key = ("dst", level, report.destination)
+                    pending = in_flight.get(key)
+                    if pending is not None:
+                        pending.settle(key, _ANY, error)
+            elif isinstance(report, LabelRefused):
+                key = ("label", report.kind, report.index)
+                pending = in_flight.get(key)
+                if pending is not None:
+                    pending.settle(key, _ANY, Refused(
+                        f"router '{router}' refused the label: {report.reason}"))
+
+    def _levels(self, level: int | None) -> range | tuple[int]:
+        return range(len(self.driver.spec.levels)) if level is None else (level,)
 
     def _timers_changed(self) -> None:
         """After a command: give the session the time (a frame queued by ``route()`` starts
@@ -483,6 +723,8 @@ class DeviceLink:
         if not reports:
             return
         self.sink.device_reports(self.router, reports)
+        if self._in_flight:  # the state first, then the outcomes it confirms
+            self._resolve(reports)
         if not self.online and any(isinstance(r, SyncDone) for r in reports):
             self.online = True
             self.connects += 1
@@ -498,6 +740,59 @@ class DeviceLink:
         if self.online:
             self.online = False
             self.sink.device_offline(self.router, reason)
+        error = RouterOffline(
+            f"router '{self.router}' went offline before confirming ({reason}); the request "
+            "may or may not have been made: check the tally")
+        for pending in set(self._in_flight.values()):
+            pending.fail_all(error)
+
+
+class _Any:
+    """Matches every expected state (a refusal settles an item whatever it asked for)."""
+
+    def __eq__(self, other: object) -> bool:
+        return True
+
+    __hash__ = object.__hash__
+
+
+_ANY: Any = _Any()
+_WAITING: Any = object()
+
+
+class _Pending:
+    """One submitted command: its items, their results so far, and two futures: its turn
+    (every item free) and its outcome (every item settled)."""
+
+    __slots__ = ("command", "items", "keys", "results", "left", "turn", "done")
+
+    def __init__(self, command: Command, items: list[tuple[Hashable, object]]) -> None:
+        loop = asyncio.get_running_loop()
+        self.command = command
+        self.items = items
+        self.keys = list(dict.fromkeys(key for key, _ in items))  # each once, in order
+        self.results: list[Any] = [_WAITING] * len(items)
+        self.left = len(items)
+        self.turn: asyncio.Future[None] = loop.create_future()
+        self.done: asyncio.Future[None] = loop.create_future()
+
+    def settle(self, key: Hashable, state: object, error: RequestError | None) -> None:
+        """The device reported ``state`` on ``key`` (or refused it: ``error``)."""
+        for index, (item_key, expected) in enumerate(self.items):
+            if self.results[index] is _WAITING and item_key == key and state == expected:
+                self.results[index] = error
+                self.left -= 1
+        if self.left == 0 and not self.done.done():
+            self.done.set_result(None)
+
+    def fail_all(self, error: RequestError) -> None:
+        """Every item not settled yet ends with ``error``."""
+        for index, result in enumerate(self.results):
+            if result is _WAITING:
+                self.results[index] = error
+        self.left = 0
+        if not self.done.done():
+            self.done.set_result(None)
 
 
 def _reason(exc: BaseException) -> str:

@@ -3,13 +3,15 @@
 For each request, in this order: the node must be active; the router, levels and ports must
 exist; the principal's permission level must allow it; no protect or lock may stand in the
 way; policy plugins (``tieline_route_requested``) may refuse; the device must be online. Then
-the driver sends the command, and the request is acknowledged only when the device's own
-report confirms it (tally for routes, protect report for device-held protects, label report
-for device labels). No confirmation within the router's ``confirm_timeout_ms`` is an error
-that says so.
+it hands the router's device link a command (:meth:`tieline.devices.DeviceLink.submit`) and
+waits for that command's own outcome: the request is acknowledged only when the device's
+own report confirms it (tally for routes, protect report for device-held protects, label
+report for device labels), refused with the device's reason when the device refuses it, and
+an error that says so when no confirmation comes within the router's
+``confirm_timeout_ms``.
 
-The service is also the device links' sink: it applies their reports to RouterState,
-publishes the resulting events, and resolves the requests waiting for them.
+The service is also the device links' sink: it applies their reports to RouterState and
+publishes the resulting events. It never touches a driver session: the link alone does.
 """
 
 from __future__ import annotations
@@ -22,13 +24,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .devices import (
+    Command,
     DeviceLink,
     DeviceReport,
     Driver,
-    LabelRefused,
+    LabelCommand,
     LabelReport,
+    Outcome,
+    ProtectCommand,
     ProtectReport,
-    RequestRefused,
+    ReleaseCommand,
+    RouteCommand,
     TallyReport,
 )
 from .errors import (
@@ -117,14 +123,6 @@ class RouterRuntime:
         return self.state.spec.id
 
 
-class _Waiter:
-    __slots__ = ("expected", "future")
-
-    def __init__(self, expected: object) -> None:
-        self.expected = expected
-        self.future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-
 LabelWriter = Callable[[str, PortKind, int, str], None]
 
 
@@ -168,9 +166,6 @@ class RoutingService:
         self.label_writer = label_writer
         self.routers: dict[str, RouterRuntime] = {}
         self.salvos: dict[str, Salvo] = {}
-        self._tally_waiters: dict[tuple[str, int, int], list[_Waiter]] = {}
-        self._protect_waiters: dict[tuple[str, int, int], list[_Waiter]] = {}
-        self._label_waiters: dict[tuple[str, PortKind, int], list[_Waiter]] = {}
         #: write requests being served now (a planned handover waits for them).
         self.in_flight = 0
         self._idle: asyncio.Event | None = None
@@ -222,10 +217,6 @@ class RoutingService:
                 changed = [xp for xp in report.crosspoints if state.apply(xp)]
                 if changed:
                     self.bus.publish(CrosspointsChanged(router_id, tuple(changed)))
-                if self._tally_waiters:  # a full resync of a large router waits for nothing
-                    for xp in report.crosspoints:
-                        self._resolve(self._tally_waiters,
-                                      (router_id, xp.level, xp.destination), xp.source)
             elif isinstance(report, ProtectReport):
                 levels = range(len(state.spec.levels)) if report.level is None else [report.level]
                 for level in levels:
@@ -237,8 +228,6 @@ class RoutingService:
                         self.bus.publish(
                             ProtectChanged(router_id, level, report.destination, report.protect)
                         )
-                    self._resolve(self._protect_waiters, (router_id, level, report.destination),
-                                  report.protect)
             elif isinstance(report, LabelReport):
                 keep = rt.settings_labels[report.kind] if rt.label_store == "settings" else {}
                 changed_labels = tuple(
@@ -247,25 +236,6 @@ class RoutingService:
                 )
                 if changed_labels:
                     self.bus.publish(LabelsChanged(router_id, report.kind, changed_labels))
-                for i, t in report.labels:
-                    self._resolve(self._label_waiters, (router_id, report.kind, i), t)
-            elif isinstance(report, LabelRefused):
-                error = Refused(f"router '{router_id}' refused the label: {report.reason}")
-                for waiter in self._label_waiters.get((router_id, report.kind, report.index), ()):
-                    if not waiter.future.done():
-                        waiter.future.set_exception(error)
-            elif isinstance(report, RequestRefused):
-                levels = range(len(state.spec.levels)) if report.level is None else [report.level]
-                error = Refused(f"router '{router_id}' refused: {report.reason}")
-                if report.owner is not None:
-                    error = Protected(
-                        f"router '{router_id}' refused: {report.reason}", owner=report.owner
-                    )
-                for level in levels:
-                    for table in (self._tally_waiters, self._protect_waiters):
-                        for waiter in table.get((router_id, level, report.destination), ()):
-                            if not waiter.future.done():
-                                waiter.future.set_exception(error)
 
     def device_online(self, router_id: str) -> None:
         self.routers[router_id].state.online = True
@@ -274,22 +244,6 @@ class RoutingService:
     def device_offline(self, router_id: str, reason: str) -> None:
         self.routers[router_id].state.online = False
         self.bus.publish(DeviceOffline(router_id, reason))
-        error = RouterOffline(
-            f"router '{router_id}' went offline before confirming ({reason}); the request "
-            "may or may not have been made: check the tally"
-        )
-        for table in (self._tally_waiters, self._protect_waiters, self._label_waiters):
-            for key, waiters in table.items():
-                if key[0] == router_id:
-                    for waiter in waiters:
-                        if not waiter.future.done():
-                            waiter.future.set_exception(error)
-
-    @staticmethod
-    def _resolve(table: dict[Any, list[_Waiter]], key: Any, value: object) -> None:
-        for waiter in table.get(key, ()):
-            if waiter.expected == value and not waiter.future.done():
-                waiter.future.set_result(None)
 
     # -- checks ------------------------------------------------------------------------
     @staticmethod
@@ -315,52 +269,11 @@ class RoutingService:
             field="destination",
         )
 
-    def _session(self, rt: RouterRuntime) -> Any:
+    async def _submit(self, rt: RouterRuntime, command: Command) -> Outcome:
+        """Hand ``command`` to the router's device link; its own outcome."""
         if rt.link is None:
             raise RouterOffline(f"router '{rt.id}' has no device link")
-        return rt.link.session()
-
-    # -- waiting for confirmation ------------------------------------------------------
-    def _wait_for(self, table: dict[Any, list[_Waiter]], key: Any, expected: object) -> _Waiter:
-        waiter = _Waiter(expected)
-        table.setdefault(key, []).append(waiter)
-        return waiter
-
-    @staticmethod
-    def _forget(table: dict[Any, list[_Waiter]], key: Any, waiter: _Waiter) -> None:
-        waiters = table.get(key)
-        if waiters is not None:
-            waiters.remove(waiter)
-            if not waiters:
-                del table[key]
-
-    async def _confirm(
-        self, rt: RouterRuntime, table: dict[Any, list[_Waiter]],
-        items: Sequence[tuple[Any, object]], send: Callable[[], None],
-    ) -> list[RequestError | None]:
-        """Register waiters, send, and wait; one result per item (None = confirmed)."""
-        waiters = [self._wait_for(table, key, expected) for key, expected in items]
-        try:
-            send()
-            await rt.link.flush()  # type: ignore[union-attr]
-            pending = [w.future for w in waiters]
-            if pending:
-                await asyncio.wait(pending, timeout=rt.confirm_timeout_s)
-            results: list[RequestError | None] = []
-            for waiter in waiters:
-                if not waiter.future.done():
-                    results.append(ConfirmTimeout(""))
-                elif waiter.future.exception() is not None:
-                    exc = waiter.future.exception()
-                    results.append(exc if isinstance(exc, RequestError) else Refused(str(exc)))
-                else:
-                    results.append(None)
-            return results
-        finally:
-            for (key, _), waiter in zip(items, waiters):
-                if not waiter.future.done():
-                    waiter.future.cancel()
-                self._forget(table, key, waiter)
+        return await rt.link.submit(command, rt.confirm_timeout_s)
 
     def _timeout_error(self, rt: RouterRuntime, what: str) -> ConfirmTimeout:
         return ConfirmTimeout(
@@ -395,13 +308,8 @@ class RoutingService:
         reason = self.policy(RouteRequest(principal, router_id, crosspoints))
         if reason is not None:
             raise Refused(f"route refused by policy: {reason}")
-        session = self._session(rt)
-        results = await self._confirm(
-            rt, self._tally_waiters,
-            [((router_id, xp.level, xp.destination), xp.source) for xp in crosspoints],
-            lambda: session.route(crosspoints, principal.name),
-        )
-        for xp, error in zip(crosspoints, results):
+        outcome = await self._submit(rt, RouteCommand(crosspoints, principal.name))
+        for xp, error in zip(crosspoints, outcome.results):
             if isinstance(error, ConfirmTimeout):
                 raise self._timeout_error(
                     rt, f"destination {destination + 1} ← source {source + 1} on level "
@@ -435,13 +343,8 @@ class RoutingService:
                 to_send.append(xp)
         taken: list[Crosspoint] = []
         if to_send:
-            session = self._session(rt)
-            results = await self._confirm(
-                rt, self._tally_waiters,
-                [((rt.id, xp.level, xp.destination), xp.source) for xp in to_send],
-                lambda: session.route(tuple(to_send), principal.name),
-            )
-            for xp, error in zip(to_send, results):
+            outcome = await self._submit(rt, RouteCommand(tuple(to_send), principal.name))
+            for xp, error in zip(to_send, outcome.results):
                 if error is None:
                     taken.append(xp)
                 elif isinstance(error, ConfirmTimeout):
@@ -515,20 +418,13 @@ class RoutingService:
             else:
                 local_levels.append(level)
         if device_levels:
-            session = self._session(rt)
-
-            def send() -> None:
-                for level in device_levels:
-                    if wanted is None:
-                        session.release(level, destination, principal.name, force)
-                    else:
-                        session.protect(level, destination, wanted.kind, principal.name)
-
-            results = await self._confirm(
-                rt, self._protect_waiters,
-                [((rt.id, level, destination), wanted) for level in device_levels], send,
-            )
-            for error in results:
+            commands: list[Command] = [
+                ReleaseCommand(level, destination, principal.name, force) if wanted is None
+                else ProtectCommand(level, destination, wanted.kind, principal.name)
+                for level in device_levels
+            ]
+            outcomes = await asyncio.gather(*(self._submit(rt, c) for c in commands))
+            for error in (o.results[0] for o in outcomes):
                 if isinstance(error, ConfirmTimeout):
                     raise self._timeout_error(rt, f"the protect on destination {destination + 1}")
                 if error is not None:
@@ -565,12 +461,9 @@ class RoutingService:
                 self.bus.publish(LabelsChanged(router_id, kind, ((index, text),)))
             return
         self.failover.require_active()
-        session = self._session(rt)
-        results = await self._confirm(
-            rt, self._label_waiters, [((router_id, kind, index), text)],
-            lambda: session.set_label(kind, index, text),
-        )
-        if isinstance(results[0], ConfirmTimeout):
+        outcome = await self._submit(rt, LabelCommand(kind, index, text))
+        error = outcome.results[0]
+        if isinstance(error, ConfirmTimeout):
             raise self._timeout_error(rt, f"the label of {kind} {index + 1}")
-        if results[0] is not None:
-            raise results[0]
+        if error is not None:
+            raise error

@@ -3,6 +3,7 @@
 import tieline
 
 EXPECTED = [
+    "Command", "LabelCommand", "Outcome", "ProtectCommand", "ReleaseCommand", "RouteCommand",
     "ApiCommand", "ByteStream", "ClientApi", "ConfirmTimeout", "Crosspoint",
     "CrosspointsChanged", "DeviceOffline", "DeviceOnline", "DeviceReport", "Driver",
     "DriverSession", "Event", "EventBus", "InvalidRequest", "LabelRefused", "LabelReport", "LabelsChanged",
