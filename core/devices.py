@@ -45,7 +45,7 @@ import collections
 import itertools
 import logging
 import time
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Protocol
 
@@ -452,12 +452,17 @@ class DeviceLink:
         self._retry_now.set()
 
     # -- commands ----------------------------------------------------------------------
-    async def submit(self, command: Command, timeout: float) -> Outcome:
+    async def submit(self, command: Command, timeout: float, *,
+                     guard: Callable[[], None] | None = None) -> Outcome:
         """Send ``command`` to the device and wait for its own outcome (see the module
         docstring): each item confirmed, refused or timed out, ``timeout`` seconds at most
         after the command was written. It waits first, in order, for the commands
         submitted before it on the same items.
 
+        :param guard: called at the instant the command would be written (after any wait
+            for its turn); a :class:`~tieline.errors.RequestError` it raises is every
+            item's result, and nothing is sent. The node passes its fence check: a node
+            that stopped being active while the command waited sends nothing.
         :raises InvalidRequest: the session cannot put the command into the protocol
             (nothing was sent).
         """
@@ -468,7 +473,7 @@ class DeviceLink:
         try:
             self._start_if_first(pending)
             await pending.turn
-            self._send(pending)
+            self._send(pending, guard)
             if not pending.done.done():
                 try:
                     await self._write_queued()
@@ -489,9 +494,15 @@ class DeviceLink:
         finally:
             self._retire(pending)
 
-    def _send(self, pending: _Pending) -> None:
+    def _send(self, pending: _Pending, guard: Callable[[], None] | None) -> None:
         """Its turn: hand the command to the session (the one place that does), and wait
         for reports on its items from now on."""
+        if guard is not None:
+            try:
+                guard()
+            except RequestError as exc:
+                pending.fail_all(exc)
+                return
         if not self.online or self._session is None:
             pending.fail_all(RouterOffline(
                 f"router '{self.router}' is offline ({self.driver.describe()}); the request "

@@ -40,6 +40,7 @@ from .devices import (
 from .errors import (
     ConfirmTimeout,
     InvalidRequest,
+    NodeStandby,
     NotFound,
     PermissionDenied,
     Protected,
@@ -273,7 +274,9 @@ class RoutingService:
         """Hand ``command`` to the router's device link; its own outcome."""
         if rt.link is None:
             raise RouterOffline(f"router '{rt.id}' has no device link")
-        return await rt.link.submit(command, rt.confirm_timeout_s)
+        # the fence is checked again when the command is written: it may wait its turn
+        return await rt.link.submit(command, rt.confirm_timeout_s,
+                                    guard=self.failover.require_active)
 
     def _timeout_error(self, rt: RouterRuntime, what: str) -> ConfirmTimeout:
         return ConfirmTimeout(
@@ -344,6 +347,8 @@ class RoutingService:
         taken: list[Crosspoint] = []
         if to_send:
             outcome = await self._submit(rt, RouteCommand(tuple(to_send), principal.name))
+            if isinstance(outcome.results[0], NodeStandby):  # not sent at all
+                raise outcome.results[0]
             for xp, error in zip(to_send, outcome.results):
                 if error is None:
                     taken.append(xp)

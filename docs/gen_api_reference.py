@@ -276,7 +276,12 @@ RESULTS: dict[str, str] = {
                  "keeps one subscription.",
     "unsubscribe": "Empty.",
     "route": "`crosspoints`: the crosspoints the router confirmed, one per level "
-             "(`level`, `destination`, `source`).",
+             "(`level`, `destination`, `source`), each confirmed by a report the router "
+             "sent after this route's own command reached it. Two clients routing one "
+             "destination at the same moment each get the router's answer to their own "
+             "route: tieline sends the two one after the other, in the order it received "
+             "them, and the last write wins at the device (see "
+             "[Life of a route](life-of-a-route.md)).",
     "salvo": "`name`, `router`, `taken` (the crosspoints the router confirmed) and `refused` "
              "(every crosspoint not made, each with `code` and `reason`: a protect in the "
              "way, a policy refusal, or no confirmation in time). The response is `ok` even "

@@ -7,7 +7,9 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-from tieline.errors import Protected
+import pytest
+
+from tieline.errors import NodeStandby, Protected
 from tieline.model import Crosspoint, Permission, Principal, Protect, ProtectKind
 from tieline.plugins.simulator.emulator import SimulatedRouter
 
@@ -149,3 +151,20 @@ async def test_each_acknowledgement_follows_its_own_command(settings_dir):
     finally:
         await proxy.close()
         await device.close()
+
+
+async def test_a_command_waiting_its_turn_is_not_sent_once_the_node_may_not_act(settings_dir):
+    """The fence is checked when the command is written, not only when it was asked for:
+    a route that waited behind another on its destination, while the node stopped being
+    allowed to act, is refused as standby and never reaches the router."""
+    async with running_node(_settings(settings_dir, switch_delay_ms=300)) as node:
+        device: SimulatedRouter = node.routing.routers["studio"].driver.device
+        first = asyncio.create_task(node.routing.route(ALICE, "studio", 2, 5, ["video"]))
+        await asyncio.sleep(0.05)  # in flight: the device takes 300 ms
+        second = asyncio.create_task(node.routing.route(BOB, "studio", 2, 6, ["video"]))
+        await asyncio.sleep(0.05)  # waiting its turn behind the first
+        node.failover.fence_until = node.failover.clock() - 1  # as after a pause
+        assert await first == (Crosspoint(0, 2, 5),)
+        with pytest.raises(NodeStandby):
+            await second
+        assert [m.owner for _, m in device.command_log if hasattr(m, "owner")] == ["alice"]
