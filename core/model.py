@@ -146,19 +146,32 @@ class RouterState:
     """What tieline knows of one router, as its device last told it.
 
     Only the device link (through the RoutingService) writes here; everything else reads.
+
+    Crosspoints are one ``array`` of sources per level, indexed by destination. The reverse
+    tally (the destinations a source feeds) is kept in arrays too, as one doubly linked
+    list per source and level threaded through the destinations: ``_head[level][source]``
+    is its first destination, ``_next``/``_prev[level][destination]`` the others, -1 the
+    end. An update is O(1) and the whole structure costs 12 bytes per destination and 4
+    per source and level (about 0.8 MB for 4096x4096 on 16 levels, where sets of
+    destinations in dicts took 20 MB).
     """
 
     spec: RouterSpec
     online: bool = False
     _xp: list[array] = field(init=False, repr=False)
-    _reverse: list[dict[int, set[int]]] = field(init=False, repr=False)
+    _head: list[array] = field(init=False, repr=False)
+    _next: list[array] = field(init=False, repr=False)
+    _prev: list[array] = field(init=False, repr=False)
     labels: dict[PortKind, list[str]] = field(init=False, repr=False)
     protects: dict[tuple[int, int], Protect] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         blank = array("i", [UNKNOWN]) * self.spec.destinations
         self._xp = [array("i", blank) for _ in self.spec.levels]
-        self._reverse = [{} for _ in self.spec.levels]
+        ends = array("i", [-1]) * self.spec.destinations
+        self._head = [array("i", [-1]) * self.spec.sources for _ in self.spec.levels]
+        self._next = [array("i", ends) for _ in self.spec.levels]
+        self._prev = [array("i", ends) for _ in self.spec.levels]
         self.labels = {
             PortKind.SOURCE: [""] * self.spec.sources,
             PortKind.DESTINATION: [""] * self.spec.destinations,
@@ -176,7 +189,15 @@ class RouterState:
 
     def destinations_of(self, level: int, source: int) -> frozenset[int]:
         """Reverse tally: the destinations fed by ``source`` on ``level``."""
-        return frozenset(self._reverse[level].get(source, ()))
+        if not 0 <= source < self.spec.sources:
+            return frozenset()
+        found = []
+        nxt = self._next[level]
+        dest = self._head[level][source]
+        while dest != -1:
+            found.append(dest)
+            dest = nxt[dest]
+        return frozenset(found)
 
     def apply(self, xp: Crosspoint) -> bool:
         """Record a tally; return whether it changed anything.
@@ -192,15 +213,25 @@ class RouterState:
         old = row[xp.destination]
         if old == xp.source:
             return False
-        reverse = self._reverse[xp.level]
-        if old != UNKNOWN:
-            dests = reverse[old]
-            dests.discard(xp.destination)
-            if not dests:
-                del reverse[old]
-        row[xp.destination] = xp.source
-        if xp.source != UNKNOWN:
-            reverse.setdefault(xp.source, set()).add(xp.destination)
+        dest = xp.destination
+        head, nxt, prev = self._head[xp.level], self._next[xp.level], self._prev[xp.level]
+        if old != UNKNOWN:  # unlink dest from old's list
+            before, after = prev[dest], nxt[dest]
+            if before == -1:
+                head[old] = after
+            else:
+                nxt[before] = after
+            if after != -1:
+                prev[after] = before
+        row[dest] = xp.source
+        if xp.source != UNKNOWN:  # link it first in the new source's list
+            first = head[xp.source]
+            nxt[dest], prev[dest] = first, -1
+            if first != -1:
+                prev[first] = dest
+            head[xp.source] = dest
+        else:
+            nxt[dest] = prev[dest] = -1
         return True
 
     def crosspoints(self, levels: Iterable[int] | None = None) -> Iterator[Crosspoint]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tieline.errors import NotFound, OutOfRange
 from tieline.model import (
@@ -32,6 +34,21 @@ def test_crosspoints_and_reverse_tally():
     assert state.destinations_of(0, 5) == {0}
     assert state.destinations_of(1, 3) == frozenset()
     assert list(state.crosspoints()) == [Crosspoint(0, 0, 5), Crosspoint(0, 1, 3)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 1), st.integers(0, 5),
+                          st.sampled_from([UNKNOWN, *range(8)])), max_size=60))
+def test_the_reverse_tally_is_always_the_forward_table_reversed(tallies):
+    """Whatever tallies come in, in any order, each source's destinations are exactly the
+    destinations whose source it is (the linked lists in arrays never lose or keep one)."""
+    state = RouterState(SPEC)
+    for level, dest, source in tallies:
+        state.apply(Crosspoint(level, dest, source))
+    for level in range(2):
+        for source in range(8):
+            expected = {d for d in range(6) if state.source(level, d) == source}
+            assert state.destinations_of(level, source) == expected
 
 
 def test_tallies_outside_the_configured_size_are_ignored():
