@@ -483,13 +483,14 @@ class DeviceLink:
                         "The request may or may not have reached the device: check the tally"))
                 self._timers_changed()
             if not pending.done.done():
-                try:
-                    async with asyncio.timeout(timeout):
-                        await asyncio.shield(pending.done)
-                except TimeoutError:
-                    pending.fail_all(ConfirmTimeout(
+                timer = asyncio.get_running_loop().call_later(
+                    timeout, pending.fail_all, ConfirmTimeout(
                         f"router '{self.router}': the device did not confirm within "
                         f"{timeout:g} s"))
+                try:
+                    await pending.done
+                finally:
+                    timer.cancel()
             return Outcome(command, tuple(pending.results))  # type: ignore[arg-type]
         finally:
             self._retire(pending)

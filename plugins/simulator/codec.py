@@ -264,6 +264,10 @@ def _fields(rest: str, keyword: str, count: int) -> list[str]:
     return fields
 
 
+#: the common case of a triples line, read at once: single spaces, numbers only
+_PLAIN_TRIPLES = re.compile(r"[0-9]{1,9}(?: [0-9]{1,9})*")
+
+
 def _triples(fields: list[str], keyword: str) -> tuple[Crosspoint, ...]:
     if not fields or len(fields) % 3:
         raise RemoteProtocolError(
@@ -294,6 +298,11 @@ def _parse_route(rest: str) -> Message:
 
 
 def _parse_tally(rest: str) -> Message:
+    if _PLAIN_TRIPLES.fullmatch(rest):  # what a device sends: no need to look twice
+        numbers = list(map(int, rest.split(" ")))
+        if numbers and not len(numbers) % 3:
+            return Tally(tuple(Crosspoint(numbers[i], numbers[i + 1], numbers[i + 2])
+                               for i in range(0, len(numbers), 3)))
     return Tally(_triples(_split(rest), "XP"))
 
 
@@ -492,8 +501,12 @@ class Codec:
         if room < 3 * 10:
             raise ValueError(f"{head[:40]!r} leaves no room for a crosspoint in one line")
         for xp in crosspoints:
-            triple = (f" {_enc_number(xp.level)} {_enc_number(xp.destination)} "
-                      f"{_enc_number(xp.source)}")
+            level, destination, source = xp.level, xp.destination, xp.source
+            if type(level) is type(destination) is type(source) is int and 0 <= level <= \
+                    MAX_NUMBER and 0 <= destination <= MAX_NUMBER and 0 <= source <= MAX_NUMBER:
+                triple = f" {level} {destination} {source}"
+            else:  # says which one is wrong
+                triple = f" {_enc_number(level)} {_enc_number(destination)} {_enc_number(source)}"
             if len(triple) > room:
                 lines.append(head + "".join(parts))
                 parts.clear()
