@@ -69,6 +69,7 @@ class EmulatorPeer:
                     data = bytes(self._out)
                     self._out.clear()
                     self.stream.write(data)
+                    del data  # a whole state dump must not live on while the loop waits
                     await self.stream.drain()
         except (ConnectionError, OSError):
             self.abort()

@@ -10,6 +10,8 @@ device links stop, each step bounded by a timeout.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import gc
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +21,14 @@ from .apis import ApiCommand, ClientApi
 from .auth import Authenticator
 from .devices import DeviceLink
 from .errors import PluginError, TielineError
-from .events import EventBus, LabelsChanged, SalvosChanged, SettingsChanged, Subscription
+from .events import (
+    DeviceOnline,
+    EventBus,
+    LabelsChanged,
+    SalvosChanged,
+    SettingsChanged,
+    Subscription,
+)
 from .failover import ActionRunner, EpochStore, Failover, NodeStatus, Role, State, Strategy
 from .model import RouterState
 from .plugin_manager import Plugins
@@ -259,12 +268,14 @@ class Node:
         if self.plugins.pm.hook.tieline_event.get_hookimpls():
             # subscribed before any link runs, so observers see every event from the start
             observed = self.bus.subscribe("observer plugins", maxsize=100_000)
+        onlines = self.bus.subscribe("memory settling", maxsize=100_000)
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
             for link in self.links:
                 if self._warm(link):
                     self._start_link(link)
             observer = tg.create_task(self._observe(observed), name="observers")
+            settler = tg.create_task(self._settle_memory(onlines), name="memory settling")
             actions_task = None
             if self.actions is not None:
                 # standby: clears a crashed run's claim
@@ -285,7 +296,7 @@ class Node:
                     ready(self)
                 await self._stop.wait()
             finally:
-                tasks = [observer, *self._link_tasks.values()]
+                tasks = [observer, settler, *self._link_tasks.values()]
                 if strategy_task is not None:
                     strategy_task.cancel()
                     await asyncio.gather(strategy_task, return_exceptions=True)
@@ -312,6 +323,21 @@ class Node:
         for task in tasks:
             task.cancel()
 
+    async def _settle_memory(self, events: Subscription) -> None:
+        """Once started, and after each router's whole state was read: collect what that
+        left behind (a sync's reports), then freeze the survivors (modules, schemas, router
+        state) out of the cyclic garbage collector's walks. A later full collection then
+        walks only what came since, short enough not to stall a fan-out to every client
+        (docs/performance.md). Frozen objects are still freed when nothing refers to them."""
+        try:
+            await self.started.wait()
+            _settle()
+            async for event in events:
+                if isinstance(event, DeviceOnline):
+                    _settle()
+        finally:
+            events.close("node stopping")
+
     async def _observe(self, subscription: Subscription | None) -> None:
         """Feed every event to ``tieline_event`` hook implementations, in order."""
         if subscription is None:
@@ -334,6 +360,23 @@ def check_settings(folder: Path | str) -> tuple[Settings, Plugins]:
     folder = Path(folder)
     plugins = Plugins(disabled=read_disabled_plugins(folder))
     return load_settings(folder, plugins), plugins
+
+
+def _settle() -> None:
+    gc.collect()
+    gc.freeze()
+    if _malloc_trim is not None:
+        _malloc_trim(0)  # hand what a state read took back to the system (glibc)
+
+
+def _find_malloc_trim() -> Any:
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to trim with
+        return None
+
+
+_malloc_trim = _find_malloc_trim()
 
 
 def build_node(folder: Path | str) -> Node:

@@ -52,6 +52,9 @@ from .emulator import SimulatedRouter
 
 log = logging.getLogger(__name__)
 
+#: consecutive tallies are merged into one report up to about this many crosspoints
+MERGE_TALLIES = 4096
+
 
 class SimulatorSession(DriverSession):
     """One connection to a simulated router, controller side.
@@ -89,7 +92,9 @@ class SimulatorSession(DriverSession):
         for message in self._codec.events():
             match message:
                 case Tally(crosspoints):
-                    if out and isinstance(out[-1], list):
+                    # merged up to a level's worth: a whole dump as one report would make
+                    # one event of every crosspoint, all alive at once
+                    if out and isinstance(out[-1], list) and len(out[-1]) < MERGE_TALLIES:
                         out[-1].extend(crosspoints)
                     else:
                         out.append(list(crosspoints))

@@ -255,8 +255,10 @@ class WebSocketApi(ClientApi):
         routing = self.node.routing
         async for event in events:
             self._seq += 1
+            if not self.subscribers:  # nobody to tell: not even built
+                continue
             message = messages.event_message(event, routing)
-            if message is None or not self.subscribers:
+            if message is None:
                 continue
             data = json.dumps(message, separators=(",", ":")).encode()
             seq = self._seq
