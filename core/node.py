@@ -55,6 +55,10 @@ class Node:
     """
 
     stop_timeout_s = 5.0
+    #: memory settling (see _settle_memory): after this long without changes …
+    settle_quiet_s = 1.0
+    #: … or this long after the first one, whichever comes first
+    settle_max_delay_s = 10.0
 
     def __init__(self, settings: Settings, plugins: Plugins) -> None:
         self.settings = settings
@@ -120,6 +124,9 @@ class Node:
                 runner = self.actions
                 self.failover.listeners.append(lambda status: runner.want(status.state))
         self._stop = asyncio.Event()
+        self._settle_wanted = asyncio.Event()
+        #: how many times the memory was settled (see _settle_memory)
+        self.settles = 0
         self.started = asyncio.Event()
         self._tg: asyncio.TaskGroup | None = None
         self._link_tasks: dict[DeviceLink, asyncio.Task[None]] = {}
@@ -323,19 +330,52 @@ class Node:
         for task in tasks:
             task.cancel()
 
+    def settle_memory_soon(self) -> None:
+        """Ask for the memory to be settled once things are quiet (see
+        :meth:`_settle_memory`): a client API calls this when a long-lived client (a
+        subscriber) comes or goes."""
+        self._settle_wanted.set()
+
     async def _settle_memory(self, events: Subscription) -> None:
-        """Once started, and after each router's whole state was read: collect what that
-        left behind (a sync's reports), then freeze the survivors (modules, schemas, router
-        state) out of the cyclic garbage collector's walks. A later full collection then
-        walks only what came since, short enough not to stall a fan-out to every client
-        (docs/performance.md). Frozen objects are still freed when nothing refers to them."""
+        """Settle the memory once started, and again a second after things went quiet
+        following a router's whole state read or subscribers coming or going (at most
+        ``settle_max_delay_s`` after the first such change).
+
+        Settling collects every garbage cycle, then freezes the survivors (modules,
+        schemas, router state, the clients' connections) out of the cyclic garbage
+        collector's walks, and hands freed heap back to the system. A full collection at
+        any other moment then walks only what came since: short enough not to stall a
+        fan-out to a thousand clients (docs/performance.md). Each settle unfreezes first, so
+        what was frozen and has become garbage since (a client gone) is collected then."""
+        async def watch() -> None:
+            async for event in events:
+                if isinstance(event, DeviceOnline):
+                    self.settle_memory_soon()
+
+        watcher = asyncio.create_task(watch(), name="memory settling: routers")
         try:
             await self.started.wait()
             _settle()
-            async for event in events:
-                if isinstance(event, DeviceOnline):
-                    _settle()
+            self.settles += 1
+            while True:
+                await self._settle_wanted.wait()
+                deadline = asyncio.get_running_loop().time() + self.settle_max_delay_s
+                while True:  # quiet for settle_quiet_s, or the deadline
+                    self._settle_wanted.clear()
+                    left = min(self.settle_quiet_s,
+                               deadline - asyncio.get_running_loop().time())
+                    if left <= 0:
+                        break
+                    try:
+                        async with asyncio.timeout(left):
+                            await self._settle_wanted.wait()
+                    except TimeoutError:
+                        break
+                _settle()
+                self.settles += 1
         finally:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
             events.close("node stopping")
 
     async def _observe(self, subscription: Subscription | None) -> None:
@@ -363,6 +403,7 @@ def check_settings(folder: Path | str) -> tuple[Settings, Plugins]:
 
 
 def _settle() -> None:
+    gc.unfreeze()
     gc.collect()
     gc.freeze()
     if _malloc_trim is not None:

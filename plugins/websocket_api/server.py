@@ -28,7 +28,10 @@ that is behind gets it in its own bounded backlog, drained by its own task. A cl
 backlog overflows has stopped reading: its TCP connection is cut at once (no close
 handshake: a close frame would wait behind everything already queued for it), what was
 queued for it is dropped, and it never slows the others. A heartbeat goes to every
-connection that sent nothing for ``heartbeat_timeout_ms / 3``.
+connection that sent nothing for ``heartbeat_timeout_ms / 3``: one task per API checks them
+all every half of that (a task per connection would be a thousand more objects for the
+garbage collector to walk with a thousand clients), so a quiet connection gets one within
+half an interval of it being due.
 
 Logs: a short call (``tieline status``, a script that routes and leaves) is logged at
 DEBUG only: the connection opening (websockets' own lines, all moved to DEBUG), who
@@ -157,6 +160,8 @@ class WebSocketApi(ClientApi):
         self.subscribers: set[Connection] = set()
         self._events: Subscription | None = None
         self._fanout_task: asyncio.Task[None] | None = None
+        self._heartbeat_task: asyncio.Task[None] | None = None
+        self._heartbeat_seq = 0
         self._seq = 0  #: events fanned out so far
         self.extra_schemas = {name: cmd.schema for name, cmd in node.commands.items()}
 
@@ -190,6 +195,7 @@ class WebSocketApi(ClientApi):
         self._events = self.node.bus.subscribe(f"{self.name} API {self.options['listen']}",
                                                maxsize=1_000_000)
         self._fanout_task = asyncio.create_task(self._fanout(self._events), name="ws fan-out")
+        self._heartbeat_task = asyncio.create_task(self._heartbeats(), name="ws heartbeats")
         try:
             self.server = await serve(
                 self._handle, self.host, self.port, ssl=self._ssl(),
@@ -204,9 +210,10 @@ class WebSocketApi(ClientApi):
             ) from exc
 
     async def close(self) -> None:
-        if self._fanout_task is not None:
-            self._fanout_task.cancel()
-            await asyncio.gather(self._fanout_task, return_exceptions=True)
+        for task in (self._fanout_task, self._heartbeat_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if self._events is not None:
             self._events.close("API closed")
         if self.server is None:
@@ -249,6 +256,7 @@ class WebSocketApi(ClientApi):
         pending = self._events.pending() if self._events is not None else 0
         conn.after_seq = self._seq + pending
         self.subscribers.add(conn)
+        self.node.settle_memory_soon()  # a long-lived client: settle once they are in
 
     async def _fanout(self, events: Subscription) -> None:
         """Encode each event once; write it to every subscriber that keeps up."""
@@ -265,6 +273,25 @@ class WebSocketApi(ClientApi):
             direct = [conn.ws for conn in list(self.subscribers) if conn.deliver(seq, data)]
             if direct:
                 broadcast(direct, data, text=True)
+
+    async def _heartbeats(self) -> None:
+        """A heartbeat to every connection that was sent nothing for a heartbeat interval
+        (one with a backlog is being sent events): all in one write each, no task each."""
+        interval = self.heartbeat_ms / 1000
+        while True:
+            await asyncio.sleep(interval / 2)
+            now = time.monotonic()
+            quiet = [conn for conn in self.connections
+                     if not conn.backlog and not conn.dropped
+                     and now - conn.last_sent >= interval]
+            if not quiet:
+                continue
+            self._heartbeat_seq += 1
+            for conn in quiet:
+                conn.last_sent = now
+            broadcast([conn.ws for conn in quiet],
+                      json.dumps({"type": "heartbeat", "seq": self._heartbeat_seq},
+                                 separators=(",", ":")))
 
     async def _handle(self, ws: ServerConnection) -> None:
         conn = Connection(self, ws)
@@ -345,8 +372,6 @@ class Connection:
             return
 
     async def run(self) -> None:
-        heartbeat = asyncio.create_task(self._heartbeat(), name="ws heartbeat")
-        self.tasks.add(heartbeat)
         try:
             await self.send({
                 "type": "hello", "protocol": messages.PROTOCOL,
@@ -361,7 +386,9 @@ class Connection:
         except ConnectionClosed:
             pass
         finally:
-            self.api.subscribers.discard(self)
+            if self in self.api.subscribers:
+                self.api.subscribers.discard(self)
+                self.node.settle_memory_soon()  # collect what it leaves behind
             self.backlog.clear()
             self._log_end()
             tasks = list(self.tasks)
@@ -542,17 +569,3 @@ class Connection:
         log.warning("websocket client %s dropped: %s; connection cut", self.address, reason)
         self.ws.transport.abort()  # its write buffer goes with it; run() then cleans up
 
-    async def _heartbeat(self) -> None:
-        """A heartbeat whenever nothing else was sent for a heartbeat interval."""
-        seq = 0
-        interval = self.api.heartbeat_ms / 1000
-        try:
-            while True:
-                idle = time.monotonic() - self.last_sent
-                if idle < interval:
-                    await asyncio.sleep(interval - idle)
-                    continue
-                seq += 1
-                await self.send({"type": "heartbeat", "seq": seq})
-        except ConnectionClosed:
-            return

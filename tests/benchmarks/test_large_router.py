@@ -87,7 +87,7 @@ async def whole_process_rss() -> int:
                     if all(r["online"] for r in answer["result"]["routers"]):
                         break
                     await asyncio.sleep(0.2)
-            await asyncio.sleep(1.0)  # settled
+            await asyncio.sleep(3.0)  # the node settles its memory 1 s after the sync
             for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1]) * 1024
