@@ -47,6 +47,8 @@ PROTOCOL = 1
 MAX_INT_DIGITS = 100
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+#: how a surrogate can be written in JSON text (then the decoded message is walked)
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 #: JSON Schema draft 2020-12 with "integer" meaning an int: jsonschema, following the spec,
 #: counts 3.0 as an integer, which would reach the router as a float.
@@ -95,10 +97,13 @@ class _Unusable:
     """
 
     __slots__ = ("key", "reason")
+    #: how many were ever made: a message that made none holds none (no need to look)
+    made = 0
 
     def __init__(self, reason: str, key: str | None = None) -> None:
         self.reason = reason
         self.key = key
+        _Unusable.made += 1
 
 
 def _int(text: str) -> int | _Unusable:
@@ -175,12 +180,17 @@ def parse_request(text: str | bytes, extra: dict[str, dict[str, Any]]) -> dict[s
     """
     if isinstance(text, bytes):
         raise InvalidMessage("expected a text frame holding a JSON object, got a binary frame")
+    made = _Unusable.made
     try:
         message = _decode(text)
     except (json.JSONDecodeError, RecursionError) as exc:
         reason = f"{exc.msg} at column {exc.colno}" if isinstance(exc, ValueError) else "too deep"
         raise InvalidMessage(f"message is not valid JSON: {reason}") from None
-    problem = _unusable(message)
+    # a text frame is valid UTF-8: a lone surrogate can only come from a \uD800-\uDFFF
+    # escape, and an unusable value only from the decoder's hooks. Most messages have
+    # neither, and are not walked.
+    suspect = _Unusable.made != made or _SURROGATE_ESCAPE.search(text) is not None
+    problem = _unusable(message) if suspect else None
     if not isinstance(message, dict):
         if problem is not None and isinstance(message, _Unusable):
             raise InvalidMessage(f"message: {problem[1]}", field=problem[0])
