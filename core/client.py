@@ -60,6 +60,14 @@ down to empty, an ``overflow`` event saying how many it dropped; then it queues 
 reader then knows its own view is incomplete: the client's mirror (``client.routers``) is
 kept up to date whatever the streams do, and a ``snapshot`` gives the rest.
 
+**Host names with several addresses.** An endpoint whose host is a name (not an IP
+address) stands for every address the name resolves to (A and AAAA records, in the
+resolver's order): DNS failover, the way a site may give one name to both servers. The
+name is resolved again at each pass over the endpoints, so an address taken out of the DNS
+is not tried after the next pass, and a new one is. Each address is tried as its own
+endpoint; the URL (its host name) is still what TLS checks and what the ``Host`` header
+says.
+
 With ``failover=False`` the client keeps one connection: when it ends, waiting requests
 raise :class:`ConnectionLost`, and a standby's refusal is raised as is.
 
@@ -77,15 +85,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import ipaddress
 import itertools
 import json
 import logging
 import random
+import socket
 import ssl as ssl_module
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
@@ -439,23 +450,30 @@ class Client:
         next. With ``follow_active=False``: the first node that answers, whatever its state
         and epoch. Returns the link now in use, or None; each URL not used adds to ``failures``.
         """
-        queue = list(candidates)
+        queue: list[tuple[str, tuple[str, int] | None]] = [(u, None) for u in candidates]
         tried: set[str] = set()
         fallback: _Link | None = None
         try:
             while queue:
-                url = queue.pop(0)
-                if _key(url) in tried:
+                url, address = queue.pop(0)
+                key = _key(url) if address is None else f"{_key(url)}@{address}"
+                if key in tried:
                     continue
-                tried.add(_key(url))
+                tried.add(key)
                 timeout = self._attempt_timeout(deadline)
                 if timeout <= 0:
                     failures.append(f"{url}: not tried, failover time spent")
                     continue
+                if address is None:
+                    addresses = await self._resolve(url, timeout, failures)
+                    if addresses is not None:  # a host name: each of its addresses, in turn
+                        queue[:0] = [(url, a) for a in addresses]
+                        continue
                 try:
-                    link = await self._probe(url, timeout)
+                    link = await self._probe(url, timeout, address)
                 except _CONNECT_ERRORS as exc:
-                    failures.append(f"{url}: {_describe(exc)}")
+                    where = url if address is None else f"{url} ({_format(address)})"
+                    failures.append(f"{where}: {_describe(exc)}")
                     continue
                 problem = self._stale(link)
                 if problem:
@@ -468,7 +486,7 @@ class Client:
                     if isinstance(named, str) and named:
                         self._learn(named)
                         if _key(named) not in tried:
-                            queue.insert(0, named)
+                            queue.insert(0, (named, None))
                     failures.append(f"{url}: {link.describe()} is standby (active: "
                                     f"{named or 'unknown'})")
                     if fallback is None and not active_only:
@@ -499,11 +517,41 @@ class Client:
             return self.connect_timeout
         return min(self.connect_timeout, deadline - asyncio.get_running_loop().time())
 
-    async def _probe(self, url: str, timeout: float) -> _Link:
-        """Open a connection and read the node's greeting (no hello sent yet)."""
+    async def _resolve(self, url: str, timeout: float, failures: list[str]
+                       ) -> list[tuple[str, int]] | None:
+        """The addresses of ``url``'s host when it is a name (resolved now, every time);
+        None when it is an IP address (or cannot be parsed: connecting says why)."""
+        try:
+            parsed = urlsplit(url)
+            host, port = parsed.hostname, parsed.port
+        except ValueError:
+            return None
+        if not host:
+            return None
+        try:
+            ipaddress.ip_address(host)
+            return None
+        except ValueError:
+            pass
+        port = port or (443 if parsed.scheme == "wss" else 80)
+        try:
+            async with asyncio.timeout(timeout):
+                infos = await asyncio.get_running_loop().getaddrinfo(
+                    host, port, type=socket.SOCK_STREAM)
+        except (OSError, TimeoutError) as exc:
+            failures.append(f"{url}: cannot resolve {host} ({_describe(exc)})")
+            return []
+        return list(dict.fromkeys((info[4][0], info[4][1]) for info in infos))
+
+    async def _probe(self, url: str, timeout: float,
+                     address: tuple[str, int] | None = None) -> _Link:
+        """Open a connection (to ``address`` when given, the URL's host otherwise) and read
+        the node's greeting (no hello sent yet)."""
         options: dict[str, Any] = {}
         if url.startswith("wss:") and self.ssl is not None:
             options["ssl"] = self.ssl  # else websockets verifies against the system's CAs
+        if address is not None:
+            options["host"], options["port"] = address
         async with asyncio.timeout(timeout):
             ws = await connect(url, compression=None, proxy=None, ping_interval=None,
                                max_size=None, close_timeout=2, **options)
@@ -1144,6 +1192,11 @@ class EventStream:
     async def aclose(self) -> None:
         if self._put in self._client._listeners:
             self._client.remove_listener(self._put)
+
+
+def _format(address: tuple[str, int]) -> str:
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _describe(exc: BaseException) -> str:
