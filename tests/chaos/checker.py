@@ -20,14 +20,19 @@ Five properties (issue 14); each check returns the *first* counter-example it fi
    log (granted an epoch, not since fenced or demoted, not restarted), and only while its
    epoch was the highest any node had been granted (the grants in the node logs, against
    the emulators' command times). **The lease exception** (docs/failover.md, "the peer link
-   is cut while both nodes reach the router"): a *main* that cannot hear the node granted
-   the higher epoch may go on at its own. The checker excuses exactly this: a change sent
-   by a main at epoch E after node M was granted E' > E, when a fault impairing the peer
-   link M -> main (a partition, a one-way cut, a blackhole or a delay) was in place no
-   later than ``2 x heartbeat`` after the grant (before the main would have heard it),
-   and the change reached the router no later than ``heal_grace_s`` after that fault was
-   undone (the link reconnects, then a heartbeat tells the main). Nothing else is excused:
-   not a pause, not CPU starvation, not a kill. With every strategy, settings writes have
+   is cut while both nodes reach the router"): the active node that cannot hear the node
+   granted the higher epoch may go on at its own until it hears it. The documented case
+   is the main staying active while the backup takes over; the rule is the same for an
+   active backup while a main takes over (it too cannot tell a cut link from a dead peer,
+   and stands down when it hears the higher epoch). The checker excuses exactly this: a
+   change sent by node N at epoch E after node M was granted E' > E, when a fault
+   impairing the peer link between them (a partition, a one-way cut either way, a blackhole, a delay or
+   loss) was in place when M was granted E' (up to ``3 x heartbeat`` later), and either
+   the change reached the router within ``3 x heartbeat`` of the grant (M's first
+   heartbeat, and N's tick that acts on it), or N has not been able to hear M since: a
+   fault impairing the direction M -> N, M stopped (SIGSTOP) or M dead, without a break
+   longer than ``heal_grace_s`` from before that first heartbeat until the change (after
+   each, the link reconnects, then a heartbeat tells N). Nothing else is excused: not a pause, not CPU starvation, not a kill. With every strategy, settings writes have
    one writer: a ``label`` or ``settings`` write acknowledged by any node but the main is
    a violation (with ``peer_sync``, where every node is active by design, this is all
    property 3 checks).
@@ -276,17 +281,47 @@ def heal_grace(h: History, limits: Limits) -> float:
     return limits.heal_grace_s if limits.heal_grace_s is not None else h.lease_s + 3.5
 
 
+def _deaf(h: History, node: str, other: str, grace: float) -> list[tuple[float, float]]:
+    """When ``node`` could not hear ``other``: faults impairing the peer link
+    ``other`` -> ``node``, and ``other`` stopped (SIGSTOP) or dead, each lasting until
+    ``grace`` after it ended (the link reconnects; then a heartbeat comes). Merged."""
+    spans = [(f.start, (f.end if f.end is not None else float("inf")) + grace)
+             for f in h.faults if (other, node) in f.impairs]
+    down: float | None = None
+    for e in sorted((e for e in h.events if e.node == other), key=lambda e: e.t):
+        if e.kind in ("pause", "kill") and down is None:
+            down = e.t
+        elif e.kind in ("resume", "start") and down is not None:
+            spans.append((down, e.t + grace))
+            down = None
+    if down is not None:
+        spans.append((down, float("inf")))
+    merged: list[tuple[float, float]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
 def _excused(h: History, node: str, t: float, grant: NodeEvent, limits: Limits) -> Any:
-    """The fault that excuses ``node`` (a main) acting below ``grant`` at ``t``, or None
-    (see the module docstring: the lease exception)."""
-    if h.strategy != "lease" or h.roles.get(node) != "main":
+    """The fault that excuses ``node`` acting below ``grant`` at ``t``, or None (see the
+    module docstring: the lease exception)."""
+    if h.strategy != "lease":
         return None
-    heard_by = grant.t + 2 * h.heartbeat_s
-    grace = heal_grace(h, limits)
-    for f in h.faults:
-        if (grant.node, node) in f.impairs and f.start <= heard_by \
-                and (f.end is None or t <= f.end + grace) and (f.end is None or f.end >= grant.t):
-            return f
+    other = grant.node
+    heard_by = grant.t + 3 * h.heartbeat_s  # a heartbeat, and the tick that acts on it
+    # the split: a peer-link fault between them in place when the other took over
+    split = [f for f in h.faults if ({(node, other), (other, node)} & set(f.impairs))
+             and f.start <= heard_by and (f.end is None or f.end >= grant.t)]
+    if not split:
+        return None
+    if t <= heard_by:
+        return split[0]  # the node cannot know before the other's first heartbeat
+    for start, end in _deaf(h, node, other, heal_grace(h, limits)):
+        if start <= heard_by and t <= end:  # it has not been able to hear it since
+            return split[0]
     return None
 
 
@@ -356,6 +391,18 @@ def settings_item(files: dict[str, str | None], item: str) -> Any:
     return next((x for x in data.get(kind, []) if x.get("name") == name), None)
 
 
+def _parsed(text: str | None) -> Any:
+    """A settings file's content (replication rewrites files: compare values, not bytes)."""
+    import json
+
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
 def check_settings(h: History, limits: Limits = Limits()) -> Violation | None:
     writer = h.writer
     if writer is None or writer not in h.final_settings:
@@ -365,7 +412,7 @@ def check_settings(h: History, limits: Limits = Limits()) -> Violation | None:
         reference = h.final_settings[writer]
         for node, files in sorted(h.final_settings.items()):
             for name in sorted(set(reference) | set(files)):
-                if files.get(name) != reference.get(name):
+                if _parsed(files.get(name)) != _parsed(reference.get(name)):
                     return Violation(4, (
                         f"after the heal node {node}'s {name} differs from the main's "
                         f"({writer})"),
@@ -459,7 +506,7 @@ def report(h: History, violations: list[Violation]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str]) -> int:  # noqa: D103
     h = History.load(Path(argv[1]))
     violations = check(h)
     print(report(h, violations))

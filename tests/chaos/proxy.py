@@ -44,6 +44,7 @@ import contextlib
 import random
 import socket
 import struct
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 UP, DOWN = "up", "down"
@@ -101,11 +102,21 @@ class FaultProxy:
         reading from the sender.
     :param rto_s: the retransmission delay a "lost" chunk suffers.
     :param seed: for the loss draws (repeatable runs).
+    :param socket_factory: makes the proxy's sockets (the listening one and each outgoing
+        one), unconnected: a socket made in another network namespace stays there, so a
+        proxy driven from this process can sit inside a namespace of a test network.
+    :param connect_factory: makes the outgoing sockets, when they belong in another
+        namespace than the listening one (default: ``socket_factory``).
     """
 
     def __init__(self, listen: tuple[str, int], target: tuple[str, int], *,
                  bind: str | None = None, max_held: int = 1 << 20, rto_s: float = 0.2,
-                 seed: int | None = None, name: str = "proxy") -> None:
+                 seed: int | None = None, name: str = "proxy",
+                 socket_factory: Callable[[], Awaitable[socket.socket]] | None = None,
+                 connect_factory: Callable[[], Awaitable[socket.socket]] | None = None,
+                 ) -> None:
+        self.socket_factory = socket_factory
+        self.connect_factory = connect_factory or socket_factory
         self.listen = listen
         self.target = target
         self.bind = bind
@@ -181,8 +192,31 @@ class FaultProxy:
 
     # -- life ----------------------------------------------------------------------------
     async def start(self) -> FaultProxy:
-        self._server = await asyncio.start_server(self._accept, *self.listen)
+        if self.socket_factory is None:
+            self._server = await asyncio.start_server(self._accept, *self.listen)
+            return self
+        sock = await self.socket_factory()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(self.listen)
+        sock.listen(64)
+        sock.setblocking(False)
+        self._server = await asyncio.start_server(self._accept, sock=sock)
         return self
+
+    async def _open_target(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        local = (self.bind, 0) if self.bind else None
+        if self.connect_factory is None:
+            return await asyncio.open_connection(*self.target, local_addr=local)
+        sock = await self.connect_factory()
+        try:
+            sock.setblocking(False)
+            if local:
+                sock.bind(local)
+            await asyncio.get_running_loop().sock_connect(sock, self.target)
+        except BaseException:
+            sock.close()
+            raise
+        return await asyncio.open_connection(sock=sock)
 
     async def close(self) -> None:
         if self._server is not None:
@@ -213,8 +247,7 @@ class FaultProxy:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
-            up_reader, up_writer = await asyncio.wait_for(asyncio.open_connection(
-                *self.target, local_addr=(self.bind, 0) if self.bind else None), 5)
+            up_reader, up_writer = await asyncio.wait_for(self._open_target(), 5)
         except (OSError, TimeoutError):
             _abort(writer)
             return

@@ -236,10 +236,29 @@ def test_p3_the_documented_lease_split_is_excused_until_the_link_heals():
     assert v is not None and "granted epoch 2" in v.summary and "partition a|b" in v.detail
 
 
+def test_p3_the_lease_exception_lasts_while_the_node_cannot_hear_the_other():
+    # cut, healed for less than the grace, cut again, then the other stopped: never heard
+    faults = [Fault("partition", "a|b", at(10), at(13), (("a", "b"), ("b", "a"))),
+              Fault("partition", "a|b", at(14), at(16), (("a", "b"), ("b", "a")))]
+    h = _failover([NodeEvent("b", at(17), "pause"), NodeEvent("b", at(25), "resume")],
+                  faults=faults)
+    h.commands = [sent(3, 5, 24.0), sent(3, 5, 25.0 + h.lease_s + 3.4)]
+    assert check_epochs(h) is None
+    h.commands = [sent(3, 5, 25.0 + h.lease_s + 3.6)]
+    assert check_epochs(h) is not None
+    # the other killed and back as a standby: the main is left at the lower epoch
+    gone = _failover([NodeEvent("b", at(12), "kill"), NodeEvent("b", at(14), "start")],
+                     faults=[faults[0]])
+    gone.commands = [sent(3, 5, 30.0)]
+    assert check_epochs(gone) is not None
+
+
 def test_p3_the_lease_exception_needs_the_right_direction_node_and_strategy():
-    # b -> a worked: a heard b's epoch and should have stood down
+    # b -> a worked: a may act until it hears b's first heartbeat, not longer
     oneway = Fault("oneway", "a>b", at(10), at(20), (("a", "b"),))
     h = _failover(faults=[oneway])
+    h.commands = [sent(3, 5, 11.1)]
+    assert check_epochs(h) is None
     h.commands = [sent(3, 5, 15.0)]
     assert check_epochs(h) is not None
     # a cut that began long after the grant: a had heard b already
@@ -252,6 +271,14 @@ def test_p3_the_lease_exception_needs_the_right_direction_node_and_strategy():
     h3 = _failover(faults=[cut], strategy="etcd")
     h3.commands = [sent(3, 5, 15.0)]
     assert check_epochs(h3) is not None
+    # the backup as the old holder: a main that took over across a one-way cut
+    roles = _failover(faults=[Fault("oneway", "b>a", at(10), at(20), (("b", "a"),))])
+    roles.events = [NodeEvent("a", at(0), "start"), NodeEvent("b", at(0.1), "start"),
+                    NodeEvent("b", at(1), "grant", 1), NodeEvent("a", at(11), "grant", 2)]
+    roles.commands = [sent(3, 5, 11.05, node="b")]
+    assert check_epochs(roles) is None  # b hears a's first heartbeat: it may not know yet
+    roles.commands = [sent(3, 5, 11.5, node="b")]
+    assert check_epochs(roles) is not None  # a -> b worked: b heard a and went on
     # a pause is not a partition
     pause = Fault("pause", "a", at(10), at(12))
     h4 = _failover(faults=[pause])
@@ -312,6 +339,9 @@ def test_p4_a_lost_write_fails():
 def test_p4_diverging_files_fail():
     h = history(ops=[label(1, "CAM 1", 5, 5.1)])
     h.final_settings["a"]["labels.json"] = _labels("CAM 1")
+    h.final_settings["b"]["labels.json"] = json.dumps(json.loads(_labels("CAM 1")),
+                                                      indent=2) + "\n"
+    assert check_settings(h) is None  # the same settings, written otherwise
     h.final_settings["b"]["labels.json"] = _labels(None)
     v = check_settings(h)
     assert v is not None and "node b's labels.json differs" in v.summary
