@@ -4,14 +4,14 @@ The tree::
 
     TielineError                      base of everything below
     ├── SettingsError                 a settings folder or file is invalid (.problems)
-    ├── JsonFileError                 one JSON file cannot be read (.problem; in jsonfile.py)
-    ├── ClusterKeyError               the cluster key is missing or unusable (.path; peerlink.py)
+    ├── JsonFileError                 one JSON file cannot be read (.problem; settings/jsonfile.py)
+    ├── ClusterKeyError               the cluster key is missing or unusable (.path; cluster/peerlink.py)
     ├── TlsFileError                  a TLS certificate or key is unusable (.which; apis.py)
-    ├── PeerLinkError                 the peer link failed (.peer; in peerlink.py)
+    ├── PeerLinkError                 the peer link failed (.peer; cluster/peerlink.py)
     │   ├── PeerTimeout               a peer did not answer in time (also a TimeoutError)
     │   └── PeerRequestRefused        a peer answered a request with an error (.code)
     ├── PluginError                   a plugin failed at import or in a hook (.plugin)
-    ├── PluginKitError                a plugin template cannot be rendered (in plugin_kit.py)
+    ├── PluginKitError                a plugin template cannot be rendered (kit/template.py)
     ├── RemoteProtocolError           a peer sent bytes a codec cannot parse (.data)
     ├── LinkError                     a transport could not connect or broke (.reason)
     └── RequestError                  a client request was refused (.code, .field)

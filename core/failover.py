@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 from .errors import NodeStandby, ReadOnly, Refused, TielineError
 from .events import NodeStatusChanged
-from .jsonfile import JsonFileError, load_json, write_json_atomic
+from .settings.jsonfile import JsonFileError, load_json, write_json_atomic
 
 _log = logging.getLogger(__name__)
 

@@ -116,7 +116,7 @@ def tieline_emulators() -> list[type] | None:
     """Return the device emulator classes this plugin provides.
 
     Called by ``tieline emulate NAME`` and by tests. Each class subclasses
-    :class:`tieline.emulation.DeviceEmulator`, is built on the plugin's own codec (device
+    :class:`tieline.kit.emulation.DeviceEmulator`, is built on the plugin's own codec (device
     role), sets ``name`` (the NAME of ``tieline emulate``) and ``serial`` (whether it can
     serve a serial line), and builds itself from ``--inputs``, ``--outputs`` and
     ``--levels`` in ``from_cli``.

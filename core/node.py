@@ -33,7 +33,7 @@ from .failover import ActionRunner, EpochStore, Failover, NodeStatus, Role, Stat
 from .model import RouterState
 from .plugin_manager import Plugins
 from .routing import RouterRuntime, RoutingService
-from .settings import Settings, SettingsStore, load_settings, read_disabled_plugins
+from .settings.loader import Settings, SettingsStore, load_settings, read_disabled_plugins
 
 log = logging.getLogger(__name__)
 

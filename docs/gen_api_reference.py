@@ -6,7 +6,7 @@
     python docs/gen_api_reference.py --check   # exit 1 if docs/api.md is out of date
 
 The field tables, the list of message types, the permission levels (``x-permission-level``)
-and the list of error codes come from the schemas, read through :mod:`tieline.catalog` (the
+and the list of error codes come from the schemas, read through :mod:`tieline.settings.catalog` (the
 schemas of the installed tieline). What no schema says is kept here: the introduction, the
 meaning of each error code, the shape of each result, the event kinds, and the examples.
 
@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tieline import catalog
+from tieline.settings import catalog
 
 OUTPUT = Path(__file__).resolve().with_name("api.md")
 COMMAND = "python docs/gen_api_reference.py"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tieline.testing import free_port, write_settings
+from tieline.kit.testing import free_port, write_settings
 
 from .etcdserver import EtcdServer, require_etcd
 

@@ -2,7 +2,7 @@
 
 Reference: ``shared/protocols/extron-sis.md`` (the notes), §9 "Emulator checklist". It is
 stateful and serves several controllers at once, over Telnet/TCP, SSH (the base class's
-:meth:`~tieline.emulation.DeviceEmulator.serve_ssh`) and serial lines, as the real device:
+:meth:`~tieline.kit.emulation.DeviceEmulator.serve_ssh`) and serial lines, as the real device:
 
 * on an IP connection it sends the copyright banner and a date line; with a password set,
   over Telnet/TCP, ``Password:`` and the login loop (wrong -> ``Password:`` again; right ->
@@ -46,7 +46,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from tieline.emulation import DeviceEmulator, EmulatorPeer
+from tieline.kit.emulation import DeviceEmulator, EmulatorPeer
 from tieline.errors import RemoteProtocolError
 from tieline.model import PortKind
 from tieline.transports import ByteStream

@@ -56,10 +56,10 @@ import asyncio
 import logging
 from typing import Any, ClassVar
 
-from tieline.cluster import PeerLinkStrategy, PeerView
+from tieline.cluster.strategy import PeerLinkStrategy, PeerView
 from tieline.errors import Refused, TielineError
 from tieline.failover import Role, State, peer_link_schema
-from tieline.jsonfile import JsonFileError, load_json, write_json_atomic
+from tieline.settings.jsonfile import JsonFileError, load_json, write_json_atomic
 
 log = logging.getLogger(__name__)
 

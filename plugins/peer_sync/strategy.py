@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from tieline.cluster import PeerLinkStrategy
+from tieline.cluster.strategy import PeerLinkStrategy
 from tieline.failover import State, peer_link_schema
 
 

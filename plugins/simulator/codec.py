@@ -73,7 +73,7 @@ from dataclasses import dataclass
 from urllib.parse import quote, unquote_to_bytes
 
 from tieline.errors import RemoteProtocolError
-from tieline.framing import LineFramer
+from tieline.kit.framing import LineFramer
 from tieline.model import Crosspoint, PortKind, ProtectKind
 
 #: The protocol version both sides send in HELLO.

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from tieline.errors import RemoteProtocolError
 from tieline.model import Crosspoint, PortKind, Protect, ProtectKind
-from tieline.emulation import DeviceEmulator, EmulatorPeer
+from tieline.kit.emulation import DeviceEmulator, EmulatorPeer
 
 from .codec import (
     MAX_NUMBER,

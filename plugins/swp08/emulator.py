@@ -2,7 +2,7 @@
 
 It follows the emulator checklist of the protocol notes (§9): several controllers at once
 over TCP (each connection its own link, as Appendix III describes) and on serial lines
-(:meth:`~tieline.emulation.DeviceEmulator.serve_stream`); ``DLE ACK`` for every valid frame
+(:meth:`~tieline.kit.emulation.DeviceEmulator.serve_stream`); ``DLE ACK`` for every valid frame
 at once, ``DLE NAK`` for a damaged one; its own frames re-sent on NAK or after 1 s without
 ACK, up to 5 times; state per matrix × level × destination; names per matrix and level.
 
@@ -37,7 +37,7 @@ from array import array
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
-from tieline.emulation import DeviceEmulator, EmulatorPeer
+from tieline.kit.emulation import DeviceEmulator, EmulatorPeer
 from tieline.errors import RemoteProtocolError
 
 from .codec import (

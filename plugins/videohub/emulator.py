@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tieline.emulation import DeviceEmulator, EmulatorPeer
+from tieline.kit.emulation import DeviceEmulator, EmulatorPeer
 from tieline.errors import RemoteProtocolError
 
 from .codec import (

@@ -23,7 +23,7 @@ from typing import Any
 from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError
 
-from tieline import catalog
+from tieline.settings import catalog
 from tieline.errors import InvalidRequest
 from tieline.events import (
     CrosspointsChanged,

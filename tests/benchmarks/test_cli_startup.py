@@ -11,7 +11,7 @@ Then ``python -X importtime`` of ``tieline --help`` lists the imports that cost 
 (cumulative microseconds, one run: indicative only).
 
 Which modules each command loads is a test, not a benchmark:
-tests/unit/test_cli_imports.py.
+tests/unit/cli/test_imports.py.
 
 Run: ``python -m pytest tests/benchmarks/test_cli_startup.py -s`` or
 ``python tests/benchmarks/test_cli_startup.py --runs 50``.
@@ -34,7 +34,7 @@ TARGET_RATIO = 2.0
 
 
 def commands() -> dict[str, list[str]]:
-    from tieline.testing import free_port
+    from tieline.kit.testing import free_port
 
     nobody = f"ws://127.0.0.1:{free_port()}"  # refused at once
     return {

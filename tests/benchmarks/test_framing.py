@@ -1,9 +1,9 @@
-"""Benchmark: tieline.framing.LineFramer, against the inline line loop it replaced.
+"""Benchmark: tieline.kit.framing.LineFramer, against the inline line loop it replaced.
 
 The simulator's codec and the driver and API templates used to split lines with their own
 loop (the baseline below, copied from the simulator codec before the change: one
 ``bytearray`` with its prefix deleted per line, and a scan offset). They now use
-:class:`tieline.framing.LineFramer`. Each case feeds the same stream of ``TALLY`` lines,
+:class:`tieline.kit.framing.LineFramer`. Each case feeds the same stream of ``TALLY`` lines,
 as a router's state dump sends them, and counts lines per second, best of several runs:
 
 * **whole**: 200,000 lines in one chunk (a large dump read at once);
@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from tieline.errors import RemoteProtocolError
-from tieline.framing import LineFramer
+from tieline.kit.framing import LineFramer
 
 MAX_LINE = 4096
 

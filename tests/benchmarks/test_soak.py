@@ -1,6 +1,6 @@
 """Benchmark 9: a soak of the demo node, its resident memory sampled (issue 12).
 
-``tieline run`` runs in its own process on the demo's settings (core/demo.py: a simulator
+``tieline run`` runs in its own process on the demo's settings (core/ops/demo.py: a simulator
 of 32x32 with two levels, the WebSocket API, full rights on loopback), written to a
 temporary folder with two changes: the API listens on a free port instead of 8181, and
 installed plugins other than ``simulator`` and ``websocket_api`` are disabled (as in every
@@ -46,14 +46,14 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
 
-from tieline.demo import ensure_demo  # noqa: E402
+from tieline.ops.demo import ensure_demo  # noqa: E402
 
 ROUTER = "studio"
 CLIENTS = 4
 TARGET_SPREAD_MB = 5.0
 SALVO_SIZE = 256  #: destinations of the salvo node's router; two levels: 512 crosspoints
 #: ``tieline run`` as it was before issue 12: the emulators kept every command received.
-UNBOUNDED = ("from tieline.emulation import DeviceEmulator; "
+UNBOUNDED = ("from tieline.kit.emulation import DeviceEmulator; "
              "DeviceEmulator.command_log_size = None; "
              "from tieline.cli import main; main()")
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tieline.auth import hash_token
-from tieline.peerlink import generate_cluster_key
+from tieline.cluster.peerlink import generate_cluster_key
 
 TIELINE = str(Path(sys.executable).with_name("tieline"))
 ADMIN_TOKEN = "admin-token"

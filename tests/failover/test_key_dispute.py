@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from tieline.peerlink import generate_cluster_key
+from tieline.cluster.peerlink import generate_cluster_key
 
 from .cluster import ADMIN_TOKEN, TIELINE, Cluster, status_is, status_of, wait_for
 

@@ -228,7 +228,7 @@ async def test_manual_switch_back_waits_for_the_command(make_cluster):
 async def test_node_with_another_key_can_neither_join_nor_take_over(make_cluster, tmp_path):
     import asyncio
 
-    from tieline.peerlink import generate_cluster_key
+    from tieline.cluster.peerlink import generate_cluster_key
 
     cluster = make_cluster(nodes={"a": "main", "b": "backup", "c": "backup"})
     other_key = generate_cluster_key(tmp_path / "other")

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from tieline.client import Client, ConnectionLost
-from tieline.testing import free_port
+from tieline.kit.testing import free_port
 
 from .cluster import OPERATOR_TOKEN, Cluster, status_of, wait_for
 from .netns import NetnsUnavailable, PartitionNet, partition_net

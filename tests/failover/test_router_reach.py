@@ -34,7 +34,7 @@ import signal
 import time
 from collections.abc import AsyncIterator
 
-from tieline.testing import free_port
+from tieline.kit.testing import free_port
 
 from .cluster import ADMIN_TOKEN, Cluster, status_of, wait_for
 from .test_lease import _answer, _raw

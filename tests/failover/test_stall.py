@@ -1,7 +1,7 @@
 """A paused active node acts again only on evidence written after its pause (lease strategy).
 
 The main is a real ``tieline run`` process, paused with SIGSTOP. Its backup is played by
-the test with a real :class:`~tieline.peerlink.PeerLink` holding the cluster key, so that
+the test with a real :class:`~tieline.cluster.peerlink.PeerLink` holding the cluster key, so that
 the interleaving the failure needs is certain, not a matter of luck: while the main is
 stopped the "backup" keeps sending heartbeats that say *standby, epoch 1* (they wait in the
 main's socket), then it falls silent, as a backup does that took epoch 2 and stalled itself
@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import connect
 
-from tieline.peerlink import PeerLink, load_cluster_key
+from tieline.cluster.peerlink import PeerLink, load_cluster_key
 
 from .cluster import ADMIN_TOKEN, Cluster, status_is, status_of, wait_for
 

@@ -13,9 +13,9 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from websockets.asyncio.client import ClientConnection, connect
 
-from tieline import catalog
+from tieline.settings import catalog
 from tieline.node import Node
-from tieline.testing import running_node as running_node  # re-exported for the tests
+from tieline.kit.testing import running_node as running_node  # re-exported for the tests
 
 #: the tieline command of this environment
 TIELINE = str(Path(sys.executable).with_name("tieline"))

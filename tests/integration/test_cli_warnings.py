@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from tieline.testing import write_settings
+from tieline.kit.testing import write_settings
 
 from .helpers import TIELINE, run_until_serving
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tieline.testing import free_port
+from tieline.kit.testing import free_port
 
 from .helpers import running_node
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from tieline.discovery import Advertiser, NodeAdvert, advertising, browse
+from tieline.ops.discovery import Advertiser, NodeAdvert, advertising, browse
 
 from .helpers import running_node
 from .test_cli import TIELINE, start, stop

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tieline.plugin_kit import KINDS
+from tieline.kit.template import KINDS
 
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLED = {"simulator", "websocket_api", "videohub", "swp08", "extron_sis", "lease", "peer_sync",

@@ -20,7 +20,7 @@ import pytest
 
 from tieline.devices import backoff
 from tieline.errors import PermissionDenied
-from tieline.peerlink import (
+from tieline.cluster.peerlink import (
     SUBSYSTEM,
     Peer,
     PeerLink,
@@ -30,7 +30,7 @@ from tieline.peerlink import (
     format_address,
 )
 
-LOGGER = "tieline.peerlink"
+LOGGER = "tieline.cluster.peerlink"
 
 
 def fast_backoff():

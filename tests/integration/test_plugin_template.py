@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tieline.plugin_kit import KINDS
+from tieline.kit.template import KINDS
 
 from ..conftest import free_port, write_settings
 from .kit import TIELINE, installed_plugin, run, run_generated_tests, start, stop

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tieline.service import ServiceNotifier
+from tieline.ops.systemd import ServiceNotifier
 
 from .helpers import running_node
 from .test_cli import TIELINE
@@ -93,7 +93,7 @@ async def test_status_changes_reach_the_service_manager(notify_socket, settings_
 
 async def test_an_unreachable_socket_is_logged_once_and_harms_nothing(settings_dir, tmp_path,
                                                                      caplog):
-    caplog.set_level(logging.DEBUG, logger="tieline.service")
+    caplog.set_level(logging.DEBUG, logger="tieline.ops.systemd")
     async with running_node(settings_dir({"tieline.json": MAIN})) as node:
         gone = str(tmp_path / "gone")
         async with ServiceNotifier(node, {"NOTIFY_SOCKET": gone}) as notifier:

@@ -43,7 +43,7 @@ from tieline.plugins.simulator.codec import Role as CodecRole
 from tieline.plugins.simulator.driver import SimulatorDriver, SimulatorSession
 from tieline.plugins.simulator.emulator import SimulatedRouter
 from tieline.routing import RouterRuntime, RoutingService
-from tieline.testing import free_port
+from tieline.kit.testing import free_port
 from tieline.transports import TcpTransport
 
 SPEC = RouterSpec("sim", "simulator", ("video", "audio"), 16, 16)

@@ -41,11 +41,11 @@ from click.testing import CliRunner
 from tieline.addresses import FORMATS
 from tieline.cli import main
 from tieline.errors import SettingsError, TielineError
-from tieline.jsonfile import json_path
+from tieline.settings.jsonfile import json_path
 from tieline.node import build_node
-from tieline.peerlink import generate_cluster_key
+from tieline.cluster.peerlink import generate_cluster_key
 from tieline.plugin_manager import Plugins
-from tieline.settings import core_schema
+from tieline.settings.loader import core_schema
 
 from ..conftest import self_signed_pem, write_settings
 from .helpers import TIELINE, run_until_serving

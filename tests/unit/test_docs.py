@@ -30,12 +30,13 @@ import pytest
 from jsonschema import Draft202012Validator
 from websockets.asyncio.client import ClientConnection, connect
 
-from tieline import catalog, hookspecs
+from tieline import hookspecs
+from tieline.settings import catalog
 from tieline.cli import main as cli_main
 from tieline.node import Node
 from tieline.plugin_manager import Plugins
-from tieline.settings import load_settings
-from tieline.testing import running_node
+from tieline.settings.loader import load_settings
+from tieline.kit.testing import running_node
 
 from ..conftest import self_signed_pem
 

@@ -31,7 +31,7 @@ import pytest
 from click.testing import CliRunner
 
 from tieline.cli import main as cli_main
-from tieline.plugin_kit import new_plugin
+from tieline.kit.template import new_plugin
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "first-driver.md"

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from tieline.cli import main
 from tieline.errors import SettingsError
 from tieline.plugin_manager import Plugins
-from tieline.settings import load_settings
+from tieline.settings.loader import load_settings
 
 
 def make_dist(root: Path, dist: str, module: str, code: str, entry: str | None = None) -> None:

@@ -15,7 +15,7 @@ import pytest
 
 from tieline import Crosspoint, Permission, Principal, SettingsError
 from tieline.node import Node
-from tieline.testing import running_node, write_settings
+from tieline.kit.testing import running_node, write_settings
 from {{cookiecutter.plugin_name}}.codec import (
     Codec,
     End,

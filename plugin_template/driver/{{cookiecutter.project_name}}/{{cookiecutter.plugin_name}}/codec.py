@@ -62,7 +62,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from tieline import Crosspoint, RemoteProtocolError
-from tieline.framing import LineFramer
+from tieline.kit.framing import LineFramer
 
 #: Longest line, in bytes, LF included.
 MAX_LINE = 128

@@ -16,7 +16,7 @@ import logging
 from dataclasses import dataclass
 
 from tieline import Crosspoint, RemoteProtocolError
-from tieline.emulation import DeviceEmulator, EmulatorPeer
+from tieline.kit.emulation import DeviceEmulator, EmulatorPeer
 
 from .codec import MAX_NUMBER, Codec, Dump, End, Error, Message, Ping, Pong, Role, Size, Tally, Xpt
 

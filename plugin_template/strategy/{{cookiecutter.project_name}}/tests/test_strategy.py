@@ -17,7 +17,7 @@ import pytest
 from tieline import NodeStandby, Permission, Principal, SettingsError
 from tieline.failover import State
 from tieline.node import Node, build_node
-from tieline.testing import running_node, write_settings
+from tieline.kit.testing import running_node, write_settings
 
 from {{cookiecutter.plugin_name}}.record import decode
 

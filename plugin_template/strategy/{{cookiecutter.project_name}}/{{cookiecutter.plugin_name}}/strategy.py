@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from tieline.failover import Role, State, Strategy
-from tieline.jsonfile import write_json_atomic
+from tieline.settings.jsonfile import write_json_atomic
 
 from .record import Holder, RecordError, decode
 

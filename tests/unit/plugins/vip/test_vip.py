@@ -17,7 +17,7 @@ from tieline.errors import TielineError
 from tieline.plugin_manager import Plugins
 from tieline.plugins.vip.action import VirtualIp, effective_capabilities
 from tieline.plugins.vip.arp import announcement, parse, parse_mac
-from tieline.settings import load_settings
+from tieline.settings.loader import load_settings
 
 TIELINE = str(Path(sys.executable).with_name("tieline"))
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tieline import catalog
+from tieline.settings import catalog
 from tieline.plugins.websocket_api import messages
 from tieline.plugins.websocket_api.fastcheck import compile_schema
 

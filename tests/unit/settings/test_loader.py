@@ -11,11 +11,11 @@ from click.testing import CliRunner
 from tieline.cli import main
 from tieline.errors import InvalidRequest, SettingsError
 from tieline.model import Crosspoint, PortKind
-from tieline.peerlink import generate_cluster_key
+from tieline.cluster.peerlink import generate_cluster_key
 from tieline.plugin_manager import Plugins
-from tieline.settings import change_failover_peers, load_settings
+from tieline.settings.loader import change_failover_peers, load_settings
 
-from ..conftest import self_signed_pem
+from ...conftest import self_signed_pem
 
 GOOD = {
     "node": {"name": "studio-main", "role": "standalone"},

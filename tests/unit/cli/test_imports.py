@@ -17,9 +17,9 @@ import pytest
 #: transports, routing, settings, plugins) and the libraries behind it.
 NODE_MACHINERY = {
     "tieline.devices", "tieline.transports", "tieline.routing", "tieline.node",
-    "tieline.settings", "tieline.plugin_manager", "tieline.peerlink", "tieline.events",
-    "tieline.model", "tieline.failover", "pluggy", "jsonschema", "asyncssh", "serial",
-    "serial_asyncio", "tieline.plugins",
+    "tieline.settings", "tieline.plugin_manager", "tieline.cluster", "tieline.ops",
+    "tieline.events", "tieline.model", "tieline.failover", "pluggy", "jsonschema", "asyncssh",
+    "serial", "serial_asyncio", "tieline.plugins",
 }
 #: What only commands that talk to a node need (websockets reads its own version with
 #: importlib.metadata, which costs about as much as click).

@@ -34,12 +34,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from .events import NodeStatusChanged
+from ..events import NodeStatusChanged
 
 if TYPE_CHECKING:
     from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
 
-    from .node import Node
+    from ..node import Node
 
 log = logging.getLogger(__name__)
 

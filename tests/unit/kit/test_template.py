@@ -1,4 +1,4 @@
-"""``tieline plugin new``: the template renderer (core/plugin_kit.py) and its command."""
+"""``tieline plugin new``: the template renderer (core/kit/template.py) and its command."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from tieline.cli import main
-from tieline.plugin_kit import KINDS, PluginKitError, new_plugin, render, template
+from tieline.kit.template import KINDS, PluginKitError, new_plugin, render, template
 
 
 def files_of(folder: Path) -> list[str]:

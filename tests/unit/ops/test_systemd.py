@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from tieline.cli import main as cli_main
-from tieline.service import notify, unit_file, watchdog_interval
+from tieline.ops.systemd import notify, unit_file, watchdog_interval
 
 TIELINE = str(Path(sys.executable).with_name("tieline"))
 MAIN = {

@@ -26,7 +26,7 @@ import time
 from collections.abc import Coroutine
 from typing import Any, ClassVar
 
-from .transports import ByteStream, StreamPair, memory_pipe
+from ..transports import ByteStream, StreamPair, memory_pipe
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""tieline.jsonfile: positions, syntax errors, atomic writes, crash safety with real processes."""
+"""tieline.settings.jsonfile: positions, syntax errors, atomic writes, crash safety with real processes."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tieline.errors import SettingsProblem, TielineError
-from tieline.jsonfile import (
+from tieline.settings.jsonfile import (
     MAX_DEPTH,
     JsonDocument,
     JsonFileError,
@@ -655,7 +655,7 @@ def test_leftover_temp_files_are_not_read(tmp_path: Path) -> None:
 CRASH = textwrap.dedent("""\
     import json, os, sys
     from pathlib import Path
-    from tieline.jsonfile import write_json_atomic
+    from tieline.settings.jsonfile import write_json_atomic
 
     function, nth, target, content, keep_previous = sys.argv[1:]
     real = getattr(os, function)

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from tieline.cli import main
 from tieline.errors import TielineError
-from tieline.peerlink import (
+from tieline.cluster.peerlink import (
     ClusterKeyError,
     PeerLink,
     format_address,
@@ -90,18 +90,18 @@ def test_load_an_unreadable_key(tmp_path):
 
 def test_load_warns_about_a_key_others_may_read(tmp_path, caplog):
     path = generate_cluster_key(tmp_path)
-    with caplog.at_level(logging.WARNING, logger="tieline.peerlink"):
+    with caplog.at_level(logging.WARNING, logger="tieline.cluster.peerlink"):
         load_cluster_key(path)
     assert not caplog.records
     path.chmod(0o644)
-    with caplog.at_level(logging.WARNING, logger="tieline.peerlink"):
+    with caplog.at_level(logging.WARNING, logger="tieline.cluster.peerlink"):
         key = load_cluster_key(path)
     assert key is not None
     (record,) = caplog.records
     assert str(path) in record.getMessage()
     assert "mode 0644" in record.getMessage() and f"chmod 600 {path}" in record.getMessage()
     # loaded again (the settings check, then the peer link): said once
-    with caplog.at_level(logging.WARNING, logger="tieline.peerlink"):
+    with caplog.at_level(logging.WARNING, logger="tieline.cluster.peerlink"):
         load_cluster_key(path)
     assert len(caplog.records) == 1
 

@@ -3,7 +3,7 @@
 A plugin's tests run the plugin inside a real tieline node, with real sockets, as the node
 runs it in production (the generated tests of ``tieline plugin new`` do)::
 
-    from tieline.testing import running_node, write_settings
+    from tieline.kit.testing import running_node, write_settings
 
     async def test_my_api(tmp_path):
         folder = write_settings(tmp_path / "lab", {"tieline.json": {
@@ -27,7 +27,7 @@ import socket
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 
-from .node import Node, build_node
+from ..node import Node, build_node
 
 __all__ = ["free_port", "running_node", "write_settings"]
 

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import TielineError
+from ..errors import TielineError
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable

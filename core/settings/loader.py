@@ -24,7 +24,7 @@ Schemas are checked with :func:`schema_validator`: draft 2020-12 where an ``"int
 without a fraction (``8``, not ``8.0``) and the string formats of
 :data:`tieline.addresses.FORMATS` (``host``, ``listen-address``, ``host-port``, ``ws-url``)
 are checked by the very functions that later bind or connect. The JSON itself is strict
-(:mod:`tieline.jsonfile`): no ``NaN``, no ``Infinity``, no repeated key.
+(:mod:`tieline.settings.jsonfile`): no ``NaN``, no ``Infinity``, no repeated key.
 
 Writes go through :class:`SettingsStore`: the new content is validated first, then written
 atomically (``jsonfile.write_json_atomic``); the previous version is kept as ``<name>.prev``.
@@ -46,14 +46,14 @@ from jsonschema import Draft202012Validator, FormatChecker, validators
 from jsonschema.exceptions import ValidationError
 
 from . import catalog
-from .addresses import FORMATS, parse_hostport
-from .apis import TlsFileError, server_tls_context
-from .auth import User
-from .discovery import parse_interfaces
-from .errors import InvalidRequest, SettingsError, SettingsProblem
-from .failover import Role
+from ..addresses import FORMATS, parse_hostport
+from ..apis import TlsFileError, server_tls_context
+from ..auth import User
+from ..ops.discovery import parse_interfaces
+from ..errors import InvalidRequest, SettingsError, SettingsProblem
+from ..failover import Role
 from .jsonfile import JsonDocument, JsonFileError, json_path, load_json, write_json_atomic
-from .model import Crosspoint, Permission, PortKind, RouterSpec, Salvo
+from ..model import Crosspoint, Permission, PortKind, RouterSpec, Salvo
 
 log = logging.getLogger(__name__)
 
@@ -453,7 +453,7 @@ class _Loader:
 
     def _cluster_key(self, main: JsonDocument, failover: dict[str, Any]) -> None:
         """The peer link's cluster key, loaded as the strategy will load it."""
-        from .peerlink import ClusterKeyError, load_cluster_key
+        from ..cluster.peerlink import ClusterKeyError, load_cluster_key
 
         key_file = failover.get("key", "cluster.key")
         where = ("failover", "key") if "key" in failover else ("failover",)

@@ -1,4 +1,4 @@
-"""tieline.framing.LineFramer: lines out of any chunking, bounded, never another exception."""
+"""tieline.kit.framing.LineFramer: lines out of any chunking, bounded, never another exception."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tieline import RemoteProtocolError
-from tieline.framing import LineFramer
+from tieline.kit.framing import LineFramer
 
 
 def drain(framer: LineFramer) -> list[bytes | str]:

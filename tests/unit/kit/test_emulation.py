@@ -1,10 +1,10 @@
-"""The emulator base class (tieline.emulation): what every protocol's emulator shares."""
+"""The emulator base class (tieline.kit.emulation): what every protocol's emulator shares."""
 
 from __future__ import annotations
 
 import asyncio
 
-from tieline.emulation import DeviceEmulator, EmulatorPeer
+from tieline.kit.emulation import DeviceEmulator, EmulatorPeer
 
 
 class LineEcho(DeviceEmulator):

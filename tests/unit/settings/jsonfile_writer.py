@@ -4,7 +4,7 @@ Usage::
 
     python jsonfile_writer.py TARGET A.json B.json
 
-Imports ``tieline.jsonfile`` once, loads the two documents, then serves commands read
+Imports ``tieline.settings.jsonfile`` once, loads the two documents, then serves commands read
 line by line from stdin, so that each writer starts in a millisecond instead of paying the
 interpreter's start-up:
 
@@ -25,7 +25,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from tieline.jsonfile import write_json_atomic
+from tieline.settings.jsonfile import write_json_atomic
 
 
 def write_forever(target: Path, documents: list[object]) -> None:

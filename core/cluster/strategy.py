@@ -23,13 +23,13 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ReadOnly
-from .events import SettingsChanged
-from .failover import Role, Strategy
+from ..errors import ReadOnly
+from ..events import SettingsChanged
+from ..failover import Role, Strategy
 from .peerlink import PeerLink, load_cluster_key
 from .replication import SettingsReplicator
-from .settings import change_failover_peers
-from .transports import parse_hostport
+from ..settings.loader import change_failover_peers
+from ..transports import parse_hostport
 
 log = logging.getLogger(__name__)
 

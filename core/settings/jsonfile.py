@@ -53,7 +53,7 @@ incomplete, and it is **never** read as settings: readers open only the real nam
 (``tieline.json``, never a glob), and the leading dot and ``.tmp`` suffix keep it out of any
 ``*.json`` pattern. It can be deleted at any time.
 
-Writers must be serialised by the caller (:class:`tieline.settings.SettingsStore` is the only
+Writers must be serialised by the caller (:class:`tieline.settings.loader.SettingsStore` is the only
 writer); two concurrent writers still never produce a torn file, but the last rename wins.
 If the target is a symbolic link, the link itself is replaced by a regular file.
 """
@@ -75,7 +75,7 @@ from json.decoder import scanstring
 from pathlib import Path
 from typing import Any
 
-from .errors import SettingsProblem, TielineError
+from ..errors import SettingsProblem, TielineError
 
 __all__ = [
     "MAX_DEPTH",

@@ -33,10 +33,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from .events import NodeStatusChanged, Subscription
+from ..events import NodeStatusChanged, Subscription
 
 if TYPE_CHECKING:
-    from .node import Node
+    from ..node import Node
 
 log = logging.getLogger(__name__)
 
@@ -241,7 +241,7 @@ def unit_file(folder: Path, *, command: list[str], user: str, name: str,
     :param capabilities: ``AmbientCapabilities=`` the node needs (a virtual IP:
         ``CAP_NET_ADMIN CAP_NET_RAW``), so that it need not run as root.
     """
-    from . import __version__
+    from .. import __version__
 
     folder = Path(folder).absolute()
     if any(ord(c) < 32 for c in str(folder)):

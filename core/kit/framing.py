@@ -17,7 +17,7 @@ keeps no clock and raises nothing else.
 
 from __future__ import annotations
 
-from .errors import RemoteProtocolError
+from ..errors import RemoteProtocolError
 
 __all__ = ["LineFramer"]
 

@@ -18,12 +18,12 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
-from .errors import SettingsError
-from .jsonfile import JsonFileError, load_json, write_json_atomic
-from .settings import load_settings
+from ..errors import SettingsError
+from ..settings.jsonfile import JsonFileError, load_json, write_json_atomic
+from ..settings.loader import load_settings
 
 if TYPE_CHECKING:
-    from .node import Node
+    from ..node import Node
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tieline.discovery import NodeAdvert, advert_for, parse_interfaces
+from tieline.ops.discovery import NodeAdvert, advert_for, parse_interfaces
 from tieline.node import build_node
 
 

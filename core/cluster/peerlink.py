@@ -87,10 +87,10 @@ from typing import Any
 
 import asyncssh
 
-from .devices import backoff
-from .errors import RemoteProtocolError, RequestError, TielineError
-from .logs import RateLimitedLog
-from .transports import parse_hostport
+from ..devices import backoff
+from ..errors import RemoteProtocolError, RequestError, TielineError
+from ..logs import RateLimitedLog
+from ..transports import parse_hostport
 
 __all__ = [
     "DEFAULT_KEY_NAME",

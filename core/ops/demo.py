@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .jsonfile import write_json_atomic
+from ..settings.jsonfile import write_json_atomic
 
 DEMO_LISTEN = "127.0.0.1:8181"
 
