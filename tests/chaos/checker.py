@@ -19,23 +19,28 @@ Five properties (issue 14); each check returns the *first* counter-example it fi
    ``etcd``: a node sent a router a change only while it held the active role by its own
    log (granted an epoch, not since fenced or demoted, not restarted), and only while its
    epoch was the highest any node had been granted (the grants in the node logs, against
-   the emulators' command times). **The lease exception** (docs/failover.md, "the peer link
-   is cut while both nodes reach the router"): the active node that cannot hear the node
-   granted the higher epoch may go on at its own until it hears it. The documented case
-   is the main staying active while the backup takes over; the rule is the same for an
-   active backup while a main takes over (it too cannot tell a cut link from a dead peer,
-   and stands down when it hears the higher epoch). The checker excuses exactly this: a
-   change sent by node N at epoch E after node M was granted E' > E, when a fault
-   impairing the peer link between them (a partition, a one-way cut either way, a blackhole, a delay or
-   loss) was in place when M was granted E' (up to ``3 x heartbeat`` later), and either
-   the change reached the router within ``3 x heartbeat`` of the grant (M's first
-   heartbeat, and N's tick that acts on it), or N has not been able to hear M since: a
-   fault impairing the direction M -> N, M stopped (SIGSTOP) or M dead, without a break
-   longer than ``heal_grace_s`` from before that first heartbeat until the change (after
-   each, the link reconnects, then a heartbeat tells N). Nothing else is excused: not a pause, not CPU starvation, not a kill. With every strategy, settings writes have
-   one writer: a ``label`` or ``settings`` write acknowledged by any node but the main is
-   a violation (with ``peer_sync``, where every node is active by design, this is all
-   property 3 checks).
+   the emulators' command times, ``resolution_s`` apart at least: log lines have
+   millisecond times).
+
+   **The lease exception** (docs/failover.md, "the peer link is cut while both nodes
+   reach the router"): the active node that cannot hear the node granted a higher epoch
+   goes on at its own until it hears it. The documented case is the main staying active
+   while the backup takes over; the rule is the same for an active backup while the main
+   takes over (it too cannot tell a cut link from a dead peer, and stands down when it
+   hears the higher epoch). The checker excuses exactly this: a change sent by node N at
+   epoch E after node M was granted E' > E, when a fault on the peer link between them
+   (a partition, a one-way cut either way, a blackhole, delay or loss) was in place when
+   M was granted E' (or began within ``3 x heartbeat`` of it), and either the change
+   reached the router within ``3 x heartbeat`` of the grant (M's first heartbeat, and
+   N's tick that acts on it), or N has not been able to hear M ever since: a fault on the
+   direction M -> N, M stopped (SIGSTOP) or M dead, with no gap longer than
+   ``heal_grace_s`` between them (after each, the link reconnects, then a heartbeat tells
+   N). Without such a peer-link fault nothing is excused: a pause, CPU starvation or a
+   kill of N never is, and with ``etcd`` nothing is.
+
+   With every strategy, settings have one writer: a ``label`` or ``settings`` write
+   acknowledged by any node but the main is a violation (with ``peer_sync``, where every
+   node is active by design, this is all property 3 checks).
 4. **Settings never diverge** (:func:`check_settings`). After the heal, every node's
    shared settings files are identical (strategies that replicate: ``lease``,
    ``peer_sync``; ``etcd`` replicates nothing, so only the writer's files are checked),
@@ -86,11 +91,16 @@ class Limits:
         the main may still act at its lower epoch. Default (None): the lease plus 3.5 s,
         the peer link's reconnect backoff at its cap (2 s, +30 % jitter) and an SSH
         handshake.
+    :param resolution_s: how far apart a node's transition and a router command must be
+        for their order to be certain: a log line's time is truncated to the millisecond
+        (a transition logged at .850 happened in [.850, .851)), and the harness notes a
+        kill just after it sent it.
     """
 
     slack_s: float = 0.05
     unknown_window_s: float = 15.0
     heal_grace_s: float | None = None
+    resolution_s: float = 0.002
 
 
 @dataclass(frozen=True)
@@ -111,6 +121,8 @@ def describe_op(h: History, op: Op) -> str:
     answered = (f"answered {h.rel(op.complete)}" if op.complete is not None
                 else "no answer")
     outcome = op.outcome if op.error is None else f"{op.outcome} ({op.error})"
+    if op.message:
+        outcome += f": {op.message}"
     what = op.args or {"kind": op.kind}
     return (f"{op.name} {op.kind} to node {op.node} (epoch seen {op.epoch}) sent "
             f"{h.rel(op.invoke)}, {answered}: {outcome}; {what}")
@@ -136,7 +148,7 @@ def _events_around(h: History, t: float, within: float = 3.0) -> str:
     return _near(h, h.events, t, lambda e: e.t,
                  lambda e: f"{h.rel(e.t)} node {e.node}: {e.kind}"
                            f"{'' if e.epoch is None else f' epoch {e.epoch}'}"
-                           f"{f' ({e.text})' if e.text and e.kind not in ('start', 'kill') else ''}",
+                           f"{f' ({e.text})' if e.text else ''}",
                  within)
 
 
@@ -343,7 +355,7 @@ def check_epochs(h: History, limits: Limits = Limits()) -> Violation | None:
     for c in sorted(h.commands, key=lambda c: c.t):
         if c.node is None or not c.writes:
             continue
-        life = _life_at(events[c.node], c.t)
+        life = _life_at(events[c.node], c.t - limits.resolution_s)
         if not life.acting or life.epoch is None:
             last = life.last
             why = ("it was not running" if not life.running else
@@ -355,7 +367,7 @@ def check_epochs(h: History, limits: Limits = Limits()) -> Violation | None:
                 f"active role: {why}"),
                 f"  {describe_command(h, c)}\n  node transitions around it:\n"
                 + _events_around(h, c.t) + "\n  faults around it:\n" + _faults_around(h, c.t))
-        above = [g for g in grants if g.t < c.t and g.epoch is not None
+        above = [g for g in grants if g.t < c.t - limits.resolution_s and g.epoch is not None
                  and g.epoch > life.epoch and g.node != c.node]
         unexcused = [g for g in above if not _excused(h, c.node, c.t, g, limits)]
         if unexcused:
@@ -391,7 +403,7 @@ def settings_item(files: dict[str, str | None], item: str) -> Any:
     return next((x for x in data.get(kind, []) if x.get("name") == name), None)
 
 
-def _parsed(text: str | None) -> Any:
+def parsed_settings(text: str | None) -> Any:
     """A settings file's content (replication rewrites files: compare values, not bytes)."""
     import json
 
@@ -412,7 +424,7 @@ def check_settings(h: History, limits: Limits = Limits()) -> Violation | None:
         reference = h.final_settings[writer]
         for node, files in sorted(h.final_settings.items()):
             for name in sorted(set(reference) | set(files)):
-                if _parsed(files.get(name)) != _parsed(reference.get(name)):
+                if parsed_settings(files.get(name)) != parsed_settings(reference.get(name)):
                     return Violation(4, (
                         f"after the heal node {node}'s {name} differs from the main's "
                         f"({writer})"),

@@ -242,7 +242,7 @@ class ChaosClient:
             error = answer.get("error") or {}
             code = error.get("code", "error")
             op = Op(self.name, seq, kind, conn.node, invoke, complete, ERROR, code,
-                    epoch=epoch, args=request, **fields)
+                    epoch=epoch, args=request, message=error.get("message"), **fields)
             if code == "standby":
                 self.prefer = self.nodes_by_url.get(error.get("active") or "")
                 await conn.close()

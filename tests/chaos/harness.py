@@ -24,13 +24,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .checker import Limits, Violation, check, report, summary
+from .checker import Limits, Violation, check, parsed_settings, report, summary
 from .clients import ChaosClient, Workload, open_connection
+from .etcd import EtcdTrio, etcd_binary
 from .history import (Crosspoint, Fault, History, NodeEvent, Op, RouterInfo, parse_node_log,
                       read_command_log)
 from .net import ChaosNet, arun
@@ -45,6 +46,9 @@ SHARED_FILES = ("users.json", "salvos.json", "labels.json")
 #: default): liveness must hold within 2 x lease_ms
 TIMING = {"heartbeat_ms": 100, "renew_deadline_ms": 500, "lease_ms": 1000}
 API_HEARTBEAT_TIMEOUT_MS = 1000
+#: the size of each node's disk (a tmpfs holding its settings and state folder)
+DISK_BYTES = 4 << 20
+CGROUP_CPU = Path("/sys/fs/cgroup/cpu")
 
 ROUTERS = {
     "vh": RouterInfo("videohub", ["video"], 16, 16),
@@ -171,6 +175,12 @@ class ChaosCluster:
     routers: dict[str, Router] = field(default_factory=dict)
     #: (dialler, peer) -> the proxy in the dialler's namespace toward that peer
     peer_proxies: dict[tuple[str, str], FaultProxy] = field(default_factory=dict)
+    etcd: EtcdTrio | None = None
+    mounts: list[Path] = field(default_factory=list)
+
+    @property
+    def peer_link(self) -> bool:
+        return self.strategy in ("lease", "peer_sync")
 
     @property
     def timing(self) -> dict[str, int]:
@@ -190,6 +200,12 @@ class ChaosCluster:
 
     # -- settings ------------------------------------------------------------------------
     def failover_block(self, name: str) -> dict[str, Any]:
+        if self.strategy == "etcd":
+            assert self.etcd is not None
+            return {"strategy": "etcd", "endpoints": self.etcd.endpoints(self.net.host_end(name)),
+                    "cluster": "chaos", "ttl_s": 2, "request_timeout_ms": 300,
+                    "advertise": self.nodes[name].url, "switch_back": "auto",
+                    "hold_down_s": 2, **self.timing}
         others = [n for n in self.roles if n != name]
         block = {"strategy": self.strategy,
                  "listen": f"{self.net.peer_address(name)}:{PEER_PORT}",
@@ -237,6 +253,13 @@ class ChaosCluster:
         for i, (name, role) in enumerate(self.roles.items()):
             self.nodes[name] = Node(name, role, self.root / name, self.net.prefix(name),
                                     self.net.node_address(name), self.events)
+            # each node's folder (settings and state) on a disk of its own, so that the
+            # nemesis can fill it
+            folder = self.nodes[name].folder
+            folder.mkdir(parents=True, exist_ok=True)
+            await arun("mount", "-t", "tmpfs", "-o", f"size={DISK_BYTES}", "tmpfs",
+                       str(folder))
+            self.mounts.append(folder)
         index = {n: i for i, n in enumerate(self.roles)}
         for rid, info in ROUTERS.items():
             router = Router(rid, info, self.root, {n: self.net.host_end(n) for n in self.roles},
@@ -246,9 +269,12 @@ class ChaosCluster:
         keys = self.root / "key"
         keys.mkdir(parents=True, exist_ok=True)
         await arun(TIELINE, "keys", "generate", str(keys))
+        if self.strategy == "etcd":
+            self.etcd = EtcdTrio(self.root / "etcd", [self.net.host_end(n) for n in self.roles])
+            await self.etcd.start()
         for name in self.roles:
             self.write_settings(name, keys / "cluster.key")
-        for dialler in self.roles:
+        for dialler in self.roles if self.peer_link else ():
             for peer in self.roles:
                 if peer == dialler:
                     continue
@@ -296,6 +322,12 @@ class ChaosCluster:
             await proxy.close()
         for router in self.routers.values():
             await router.close()
+        if self.etcd is not None:
+            await self.etcd.close()
+        for folder in self.mounts:  # kept for people: a copy of each node's disk
+            await arun("cp", "-a", str(folder), f"{folder}.disk", check=False)
+            await arun("umount", "-l", str(folder), check=False)
+        self.mounts.clear()
 
 
 # -- the nemesis -----------------------------------------------------------------------------
@@ -487,16 +519,108 @@ class Nemesis:
         await self.cluster.routers[rid].restart()
         ended()
 
+    # -- resources ---------------------------------------------------------------------------
+    async def do_disk_full(self) -> None:
+        """The node's disk (its settings and state folder, a tmpfs) filled to the last
+        byte for a while: epochs, settings versions and settings files cannot be written."""
+        name = await self._target()
+        folder = self.cluster.nodes[name].folder
+        seconds = self.rng.uniform(1.0, 4.0)
+        self.note(f"disk of {name} full for {seconds:.2f} s")
+        ended = self._fault("disk_full", name, time.time(), seconds=round(seconds, 2))
+        filler = folder / ".chaos-filler"
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            for size in (1 << 16, 1 << 10, 1):  # until ENOSPC, in ever smaller writes
+                with contextlib.suppress(OSError):
+                    while True:
+                        os.write(fd, b"\0" * size)
+        finally:
+            os.close(fd)
+        await asyncio.sleep(seconds)
+        filler.unlink()
+        ended()
+
+    async def do_cpu_starve(self) -> None:
+        """The node's process held to 2 % of one CPU (cgroup v1 ``cpu.cfs_quota_us``): it
+        runs, but its ticks come late."""
+        name = await self._target()
+        node = self.cluster.nodes[name]
+        if not CGROUP_CPU.is_dir() or not node.running:
+            return
+        seconds = self.rng.uniform(1.0, 4.0)
+        group = CGROUP_CPU / f"tieline-chaos-{self.cluster.net.tag}-{name}"
+        group.mkdir(exist_ok=True)
+        (group / "cpu.cfs_period_us").write_text("100000")
+        (group / "cpu.cfs_quota_us").write_text("2000")
+        self.note(f"CPU of {name} starved (2 %) for {seconds:.2f} s")
+        ended = self._fault("cpu_starve", name, time.time(), seconds=round(seconds, 2))
+        assert node.process is not None
+        with contextlib.suppress(OSError):
+            (group / "cgroup.procs").write_text(str(node.process.pid))
+        await asyncio.sleep(seconds)
+        (group / "cpu.cfs_quota_us").write_text("-1")
+        with contextlib.suppress(OSError):
+            if node.running:
+                (CGROUP_CPU / "cgroup.procs").write_text(str(node.process.pid))
+        with contextlib.suppress(OSError):
+            group.rmdir()
+        ended()
+
+    # -- etcd faults -----------------------------------------------------------------------
+    async def do_etcd_kill(self) -> None:
+        """One member of three killed, then restarted on its data: the quorum holds."""
+        etcd = self.cluster.etcd
+        assert etcd is not None
+        name = self.rng.choice(sorted(etcd.members))
+        seconds = self.rng.uniform(1.0, 4.0)
+        self.note(f"etcd member {name} killed for {seconds:.2f} s")
+        ended = self._fault("etcd_kill", name, time.time(), seconds=round(seconds, 2))
+        await etcd.kill(name)
+        await asyncio.sleep(seconds)
+        await etcd.restart(name)
+        ended()
+
+    async def do_etcd_quorum(self) -> None:
+        """Two members of three killed: no quorum, so no node may be active."""
+        etcd = self.cluster.etcd
+        assert etcd is not None
+        names = self.rng.sample(sorted(etcd.members), 2)
+        seconds = self.rng.uniform(1.0, 3.0)
+        self.note(f"etcd quorum lost: members {', '.join(names)} killed for {seconds:.2f} s")
+        ended = self._fault("etcd_quorum", "+".join(names), time.time(),
+                            seconds=round(seconds, 2))
+        for name in names:
+            await etcd.kill(name)
+        await asyncio.sleep(seconds)
+        for name in names:
+            await etcd.restart(name)
+        await etcd.wait_healthy()
+        ended()
+
     # -- the end ---------------------------------------------------------------------------
     async def heal(self) -> float:
         """Undo anything left (a run cut short mid-fault); returns when it is all undone."""
         for node in self.cluster.nodes.values():
             node.resume()
+            with contextlib.suppress(OSError):
+                (node.folder / ".chaos-filler").unlink()
+            group = CGROUP_CPU / f"tieline-chaos-{self.cluster.net.tag}-{node.name}"
+            if group.is_dir():
+                with contextlib.suppress(OSError):
+                    (group / "cpu.cfs_quota_us").write_text("-1")
+                    for pid in (group / "cgroup.procs").read_text().split():
+                        (CGROUP_CPU / "cgroup.procs").write_text(pid)
+                    group.rmdir()
         for proxy in self.cluster.peer_proxies.values():
             proxy.heal()
         for router in self.cluster.routers.values():
             for proxy in router.proxies.values():
                 proxy.heal()
+        if self.cluster.etcd is not None:
+            for name in self.cluster.etcd.members:
+                await self.cluster.etcd.restart(name)
+            await self.cluster.etcd.wait_healthy()
         for node in self.cluster.nodes.values():
             if not node.running:
                 await node.start()
@@ -507,8 +631,23 @@ class Nemesis:
         return time.time()
 
 
-LEASE_FAULTS = {"kill": 2, "pause": 3, "pause_other": 2, "partition": 2, "oneway": 2,
-                "blackhole": 1, "delay": 1, "loss": 1, "router_drop": 1, "router_restart": 1}
+#: the faults each strategy's nemesis draws from, with weights
+FAULTS = {
+    "lease": {"kill": 2, "pause": 3, "pause_other": 2, "partition": 2, "oneway": 2,
+              "blackhole": 1, "delay": 1, "loss": 1, "router_drop": 1, "router_restart": 1,
+              "disk_full": 1, "cpu_starve": 1},
+    "peer_sync": {"kill": 2, "pause": 2, "pause_other": 1, "partition": 2, "oneway": 2,
+                  "blackhole": 1, "delay": 1, "loss": 1, "router_drop": 1,
+                  "router_restart": 1, "disk_full": 1, "cpu_starve": 1},
+    "etcd": {"kill": 2, "pause": 3, "pause_other": 2, "router_drop": 1, "router_restart": 1,
+             "etcd_kill": 2, "etcd_quorum": 1, "disk_full": 1, "cpu_starve": 1},
+}
+#: the nodes of each strategy's cluster and their roles
+ROLES = {
+    "lease": {"a": "main", "b": "backup"},
+    "peer_sync": {"a": "main", "b": "backup"},
+    "etcd": {"a": "main", "b": "backup", "c": "backup"},
+}
 
 
 # -- a whole run -----------------------------------------------------------------------------
@@ -518,6 +657,8 @@ class RunResult:
     history: History
     violations: list[Violation]
     folder: Path
+    #: seconds spent in each phase of the run
+    phases: dict[str, float] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -525,7 +666,8 @@ class RunResult:
 
     def report(self) -> str:
         text = report(self.history, self.violations)
-        return f"{text}\n{json.dumps(summary(self.history))}\nfiles: {self.folder}"
+        return (f"{text}\n{json.dumps(summary(self.history))}\nphases (s): "
+                f"{json.dumps(self.phases)}\nfiles: {self.folder}")
 
 
 async def _panel(cluster: ChaosCluster, rng: random.Random, stop: asyncio.Event) -> None:
@@ -561,13 +703,16 @@ async def _probe(cluster: ChaosCluster, record: Callable[[Op], None], rng: rando
 
 
 async def _settle(cluster: ChaosCluster, timeout: float) -> None:
-    """Wait (bounded) for one active node and identical shared files everywhere."""
+    """Wait (bounded) for the cluster to be whole again: one active node (every node with
+    peer_sync), and the same shared files everywhere (where they are replicated)."""
     deadline = time.time() + timeout
+    want = len(cluster.nodes) if cluster.strategy == "peer_sync" else 1
     while time.time() < deadline:
         active = await cluster.active_nodes()
-        files = [n.files() for n in cluster.nodes.values()]
+        files = [{k: parsed_settings(v) for k, v in n.files().items()}
+                 for n in cluster.nodes.values()]
         same = all(f == files[0] for f in files)
-        if len(active) == 1 and (same or cluster.strategy == "etcd"):
+        if len(active) == want and (same or cluster.strategy == "etcd"):
             return
         await asyncio.sleep(0.2)
 
@@ -576,18 +721,28 @@ async def chaos_run(strategy: str, root: Path, seed: int, duration_s: float, *,
                     clients: int = 3, faults: dict[str, float] | None = None,
                     limits: Limits = Limits()) -> RunResult:
     """One whole run (see the module docstring)."""
-    if strategy != "lease":
-        raise NotImplementedError(f"strategy {strategy!r}: not yet in the chaos harness")
+    if strategy == "etcd" and etcd_binary() is None:
+        raise RuntimeError("the etcd strategy needs the etcd binary (Debian: etcd-server)")
     root.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
-    roles = {"a": "main", "b": "backup"}
+    roles = ROLES[strategy]
     names = [f"c{i}" for i in range(clients)]
     net = ChaosNet(tuple(roles))
     net.create()
     cluster = ChaosCluster(strategy, root, net, roles, names, seed)
     ops: list[Op] = []
+    phases: dict[str, float] = {}
+    mark = time.monotonic()
+
+    def phase(name: str) -> None:
+        nonlocal mark
+        now = time.monotonic()
+        phases[name] = round(now - mark, 2)
+        mark = now
+
     try:
         await cluster.start()
+        phase("start")
         per = 12 // clients
         workload = Workload(ROUTERS, salvo_crosspoints(),
                             {c: list(range(1 + i * per, 1 + (i + 1) * per))
@@ -598,7 +753,7 @@ async def chaos_run(strategy: str, root: Path, seed: int, duration_s: float, *,
                    for c in names]
         stop = asyncio.Event()
         t0 = time.time()
-        nemesis = Nemesis(cluster, random.Random(seed), faults or LEASE_FAULTS, t0=t0)
+        nemesis = Nemesis(cluster, random.Random(seed), faults or FAULTS[strategy], t0=t0)
         tasks = [asyncio.create_task(w.run(stop)) for w in workers]
         tasks.append(asyncio.create_task(_panel(cluster, random.Random(rng.random()), stop)))
         try:
@@ -607,17 +762,21 @@ async def chaos_run(strategy: str, root: Path, seed: int, duration_s: float, *,
         finally:
             healed_at = await nemesis.heal()
             nemesis.note("healed")
+            phase("faults")
         await _probe(cluster, ops.append, random.Random(rng.random()), workload,
                      budget_s=2 * cluster.lease_s + 8)
         await asyncio.sleep(0.5)
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
+        phase("probe")
         await _settle(cluster, timeout=20)
+        phase("settle")
         final_routes = {rid: await r.crosspoints() for rid, r in cluster.routers.items()}
         final_settings = {n: node.files() for n, node in cluster.nodes.items()}
     finally:
         await cluster.close()
         net.destroy()
+        phase("stop")
     commands = []
     for rid, router in cluster.routers.items():
         for path in router.command_logs():
@@ -636,7 +795,9 @@ async def chaos_run(strategy: str, root: Path, seed: int, duration_s: float, *,
         writer=cluster.main, replicated=strategy != "etcd", seed=seed,
         schedule=nemesis.schedule)
     history.save(root / "history.json")
-    return RunResult(history, check(history, limits), root)
+    violations = check(history, limits)
+    phase("check")
+    return RunResult(history, violations, root, phases)
 
 
 def run_sync(strategy: str, root: Path, seed: int, duration_s: float, **kwargs: Any) -> RunResult:

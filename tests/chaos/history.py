@@ -59,6 +59,7 @@ class Op:
         ``salvos/NAME``, ``users/NAME``).
     :param value: a settings write: the value written (JSON; None removes the item).
     :param args: the request as sent, for people reading a counter-example.
+    :param message: an error's message, as the node gave it.
     """
 
     client: str
@@ -76,6 +77,7 @@ class Op:
     item: str | None = None
     value: Any = None
     args: dict[str, Any] = field(default_factory=dict)
+    message: str | None = None
 
     @property
     def name(self) -> str:
@@ -368,7 +370,9 @@ TRANSITIONS: list[tuple[str, re.Pattern[str]]] = [
     ("demote", re.compile(r"giving epoch (\d+) up")),
     ("demote", re.compile(r"this node becomes standby")),
     ("demote", re.compile(r"this node is now standby")),
-    # a structured line, should the nodes log one (see the report): TRANSITION {json}
+    # the structured line proposed for core/failover.py (not logged yet): on every change
+    # of the effective status, TRANSITION {"t": unix time, "node", "state", "epoch",
+    # "acting": may it write now, "why"}
     ("structured", re.compile(r"^TRANSITION (\{.*\})$")),
 ]
 
@@ -391,10 +395,10 @@ def parse_node_log(node: str, lines: Iterable[str]) -> Iterator[NodeEvent]:
                 continue
             if kind == "structured":
                 data = json.loads(found.group(1))
-                kind = {"active": "grant", "standby": "demote"}.get(data.get("state"),
-                                                                    "other")
+                kind = ("demote" if data.get("state") != "active"
+                        else "grant" if data.get("acting", True) else "fenced")
                 yield NodeEvent(node, float(data.get("t", t)), kind, data.get("epoch"),
-                                message)
+                                str(data.get("why", message)))
             else:
                 epoch = int(found.group(1)) if found.groups() else None
                 yield NodeEvent(node, t, kind, epoch, message)
