@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     totals: dict[str, Counter] = {"faults": Counter(), "operations": Counter(),
                                   "commands": Counter(), "grants": Counter()}
     rounds = failed = 0
+    verdicts: list[dict] = []
     while time.time() < deadline:
         left = deadline - time.time()
         duration = min(args.round_s, max(10.0, left - 20))
@@ -55,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
         totals["grants"]["grants"] += counts["grants"]
         print(result.report() if not result.passed else
               f"round {rounds}: seed {seed}: PASS {json.dumps(counts)}", flush=True)
+        verdicts.append({"seed": seed, "passed": result.passed,
+                         "violations": [{"property": v.prop, "summary": v.summary}
+                                        for v in result.violations]})
         if not result.passed:
             failed += 1
             if args.stop_on_failure:
@@ -62,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
         seed += 1
     print(f"chaos: {rounds} rounds, {failed} failed; totals "
           f"{json.dumps({k: dict(v) for k, v in totals.items()})}", flush=True)
+    (out / "summary.json").write_text(json.dumps({
+        "strategy": args.strategy, "minutes": args.minutes, "rounds": rounds,
+        "failed": failed, "totals": {k: dict(v) for k, v in totals.items()},
+        "verdicts": verdicts}, indent=1))
     return 1 if failed else 0
 
 
