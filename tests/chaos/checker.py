@@ -50,6 +50,8 @@ Five properties (issue 14); each check returns the *first* counter-example it fi
 5. **Liveness** (:func:`check_liveness`). After the last fault healed, some route was
    acknowledged within ``2 x lease``.
 
+Each property is a generator of counter-examples (``iter_*``); ``check_*`` gives the
+first, :func:`check` the first of each, :func:`every_violation` all of them (to count).
 Run ``python tests/chaos/checker.py HISTORY.json`` to check a saved history again.
 """
 
@@ -57,7 +59,7 @@ from __future__ import annotations
 
 import sys
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -169,7 +171,7 @@ def crosspoints_of(op: Op) -> tuple[Crosspoint, ...]:
 
 # -- property 1 --------------------------------------------------------------------------
 
-def check_routes_durable(h: History, limits: Limits = Limits()) -> Violation | None:
+def iter_routes_durable(h: History, limits: Limits = Limits()) -> Iterator[Violation]:
     changes: dict[tuple[str, str, int], list[float]] = defaultdict(list)
     sets: dict[Crosspoint, list[DeviceCommand]] = defaultdict(list)
     for c in h.commands:
@@ -188,7 +190,7 @@ def check_routes_durable(h: History, limits: Limits = Limits()) -> Violation | N
             own = [c for c in sets[xp] if c.node == op.node
                    and op.invoke <= c.t <= op.complete + limits.slack_s]
             if not own:
-                return Violation(1, (
+                yield Violation(1, (
                     f"{op.name}: node {op.node} acknowledged {level} destination {dest} <- "
                     f"source {source} on router {router}, but the router never received "
                     "that crosspoint from it while the request was in flight"), (
@@ -198,6 +200,7 @@ def check_routes_durable(h: History, limits: Limits = Limits()) -> Violation | N
                                                              for x in c.crosspoints)),
                             op.invoke, lambda c: c.t, lambda c: describe_command(h, c))
                     + "\n  node transitions around it:\n" + _events_around(h, op.invoke)))
+                continue
             effect = max(c.t for c in own)
             later = [t for t in changes[xp[:3]] if t > effect]
             later += [t for t in resets[router] if t > effect]
@@ -205,14 +208,13 @@ def check_routes_durable(h: History, limits: Limits = Limits()) -> Violation | N
                 continue
             final = h.final_source(router, level, dest)
             if final != source:
-                return Violation(1, (
+                yield Violation(1, (
                     f"{op.name}: {level} destination {dest} <- source {source} on router "
                     f"{router} was acknowledged, and nothing changed that destination "
                     f"afterwards, but the router ends with source {final}"), (
                     f"  the request: {describe_op(h, op)}\n"
                     f"  the command that made it reached the router {h.rel(effect)}\n"
                     "  faults around it:\n" + _faults_around(h, effect)))
-    return None
 
 
 # -- property 2 --------------------------------------------------------------------------
@@ -223,7 +225,7 @@ def _asks(op: Op, kind: str, item: Any) -> bool:
     return item in op.ports
 
 
-def check_no_unasked_commands(h: History, limits: Limits = Limits()) -> Violation | None:
+def iter_no_unasked_commands(h: History, limits: Limits = Limits()) -> Iterator[Violation]:
     by_node: dict[str | None, list[Op]] = defaultdict(list)
     for op in h.ops:
         by_node[op.node].append(op)
@@ -233,10 +235,11 @@ def check_no_unasked_commands(h: History, limits: Limits = Limits()) -> Violatio
         items: list[Any] = list(c.crosspoints) if c.kind == "route" else list(c.ports)
         kinds = ASKED_BY.get(c.kind, ())
         if not items or not kinds:
-            return Violation(2, (
+            yield Violation(2, (
                 f"node {c.node} sent router {c.router} a change no client request asks "
                 f"for ({c.kind})"), f"  {describe_command(h, c)}\n"
                 "  node transitions around it:\n" + _events_around(h, c.t))
+            continue
         for item in items:
             asking = [op for op in by_node[c.node] if op.kind in kinds and _asks(op, c.kind, item)]
             if any(op.invoke <= c.t <= op.end(limits.unknown_window_s) + limits.slack_s
@@ -244,7 +247,7 @@ def check_no_unasked_commands(h: History, limits: Limits = Limits()) -> Violatio
                 continue
             last = max((op for op in asking if op.invoke <= c.t), key=lambda o: o.invoke,
                        default=None)
-            return Violation(2, (
+            yield Violation(2, (
                 f"node {c.node} sent router {c.router} {c.kind} {item[1:]} that no client "
                 "request to it was asking for at that moment"), (
                 f"  {describe_command(h, c)}\n"
@@ -252,7 +255,7 @@ def check_no_unasked_commands(h: History, limits: Limits = Limits()) -> Violatio
                 f"{describe_op(h, last) if last else 'none, ever'}\n"
                 "  node transitions around it:\n" + _events_around(h, c.t)
                 + "\n  faults around it:\n" + _faults_around(h, c.t)))
-    return None
+            break  # one counter-example per command
 
 
 # -- property 3 --------------------------------------------------------------------------
@@ -337,17 +340,17 @@ def _excused(h: History, node: str, t: float, grant: NodeEvent, limits: Limits) 
     return None
 
 
-def check_epochs(h: History, limits: Limits = Limits()) -> Violation | None:
+def iter_epochs(h: History, limits: Limits = Limits()) -> Iterator[Violation]:
     # settings: one writer, whatever the strategy
     for op in sorted(h.ops, key=lambda o: o.invoke):
         if op.kind in SETTINGS_KINDS and op.outcome == OK and op.node != h.writer:
-            return Violation(3, (
+            yield Violation(3, (
                 f"{op.name}: node {op.node} ({h.roles.get(op.node)}) accepted a settings "
                 f"write; only the main ({h.writer}) writes settings"),
                 f"  the request: {describe_op(h, op)}\n  node transitions around it:\n"
                 + _events_around(h, op.invoke))
     if h.strategy == "peer_sync":
-        return None  # every node is active by design: routes are the router's to arbitrate
+        return  # every node is active by design: routes are the router's to arbitrate
     events: dict[str, list[NodeEvent]] = defaultdict(list)
     for e in sorted(h.events, key=lambda e: e.t):
         events[e.node].append(e)
@@ -362,23 +365,23 @@ def check_epochs(h: History, limits: Limits = Limits()) -> Violation | None:
                    f"its last transition was {last.kind}"
                    f"{'' if last.epoch is None else f' (epoch {last.epoch})'} at {h.rel(last.t)}"
                    if last else "it had logged no transition")
-            return Violation(3, (
+            yield Violation(3, (
                 f"node {c.node} sent router {c.router} a change while it did not hold the "
                 f"active role: {why}"),
                 f"  {describe_command(h, c)}\n  node transitions around it:\n"
                 + _events_around(h, c.t) + "\n  faults around it:\n" + _faults_around(h, c.t))
+            continue
         above = [g for g in grants if g.t < c.t - limits.resolution_s and g.epoch is not None
                  and g.epoch > life.epoch and g.node != c.node]
         unexcused = [g for g in above if not _excused(h, c.node, c.t, g, limits)]
         if unexcused:
             g = unexcused[0]
-            return Violation(3, (
+            yield Violation(3, (
                 f"node {c.node} sent router {c.router} a change at epoch {life.epoch} after "
                 f"node {g.node} had been granted epoch {g.epoch} ({h.rel(g.t)})"),
                 f"  {describe_command(h, c)}\n  node transitions around it:\n"
                 + _events_around(h, c.t, within=max(3.0, c.t - g.t + 0.5))
                 + "\n  faults since that grant:\n" + _faults_around(h, c.t, since=g.t))
-    return None
 
 
 # -- property 4 --------------------------------------------------------------------------
@@ -415,17 +418,18 @@ def parsed_settings(text: str | None) -> Any:
         return text
 
 
-def check_settings(h: History, limits: Limits = Limits()) -> Violation | None:
+def iter_settings(h: History, limits: Limits = Limits()) -> Iterator[Violation]:
     writer = h.writer
     if writer is None or writer not in h.final_settings:
-        return Violation(4, "the writer's final settings were not collected",
-                         f"  writer {writer}; collected: {sorted(h.final_settings)}")
+        yield Violation(4, "the writer's final settings were not collected",
+                        f"  writer {writer}; collected: {sorted(h.final_settings)}")
+        return
     if h.replicated:
         reference = h.final_settings[writer]
         for node, files in sorted(h.final_settings.items()):
             for name in sorted(set(reference) | set(files)):
                 if parsed_settings(files.get(name)) != parsed_settings(reference.get(name)):
-                    return Violation(4, (
+                    yield Violation(4, (
                         f"after the heal node {node}'s {name} differs from the main's "
                         f"({writer})"),
                         f"  {writer}: {reference.get(name)!r}\n  {node}: {files.get(name)!r}")
@@ -445,30 +449,30 @@ def check_settings(h: History, limits: Limits = Limits()) -> Violation | None:
         candidates = [o.value for o in standing + maybe]
         final = settings_item(h.final_settings[writer], item)
         if final not in candidates:
-            return Violation(4, (
+            yield Violation(4, (
                 f"the acknowledged settings write of {item} is lost: the writer ({writer}) "
                 f"ends with {final!r}"),
                 "  acknowledged writes that no later one superseded:\n"
                 + "\n".join(f"    {describe_op(h, o)}" for o in standing)
                 + ("\n  writes whose outcome is unknown:\n"
                    + "\n".join(f"    {describe_op(h, o)}" for o in maybe) if maybe else ""))
-    return None
 
 
 # -- property 5 --------------------------------------------------------------------------
 
-def check_liveness(h: History, limits: Limits = Limits()) -> Violation | None:
+def iter_liveness(h: History, limits: Limits = Limits()) -> Iterator[Violation]:
     if h.healed_at is None:
-        return Violation(5, "the run never healed its faults", "")
+        yield Violation(5, "the run never healed its faults", "")
+        return
     deadline = h.healed_at + 2 * h.lease_s
     routes = sorted((op for op in h.ops if op.kind in ROUTING_KINDS
                      and op.invoke >= h.healed_at), key=lambda o: o.invoke)
     if any(op.outcome == OK and op.complete is not None and op.complete <= deadline
            for op in routes):
-        return None
+        return
     first_ok = next((op for op in routes if op.outcome == OK), None)
     tried = [op for op in routes if op.invoke <= deadline]
-    return Violation(5, (
+    yield Violation(5, (
         f"no route was acknowledged within 2 x lease ({2 * h.lease_s:.2f} s) after the last "
         f"fault healed ({h.rel(h.healed_at)})"),
         f"  first acknowledged route after the heal: "
@@ -480,18 +484,41 @@ def check_liveness(h: History, limits: Limits = Limits()) -> Violation | None:
 
 # -- all of them -------------------------------------------------------------------------
 
-CHECKS: list[tuple[int, Callable[[History, Limits], Violation | None]]] = [
-    (1, check_routes_durable),
-    (2, check_no_unasked_commands),
-    (3, check_epochs),
-    (4, check_settings),
-    (5, check_liveness),
+#: each property's counter-examples, in the order found
+CHECKS: list[tuple[int, Callable[[History, Limits], Iterator[Violation]]]] = [
+    (1, iter_routes_durable),
+    (2, iter_no_unasked_commands),
+    (3, iter_epochs),
+    (4, iter_settings),
+    (5, iter_liveness),
 ]
+
+
+def _first(fn: Callable[[History, Limits], Iterator[Violation]]
+           ) -> Callable[[History, Limits], Violation | None]:
+    def first(h: History, limits: Limits = Limits()) -> Violation | None:
+        return next(fn(h, limits), None)
+
+    first.__name__ = fn.__name__.replace("iter_", "check_")
+    first.__doc__ = f"The first counter-example of :func:`{fn.__name__}`, or None."
+    return first
+
+
+check_routes_durable = _first(iter_routes_durable)
+check_no_unasked_commands = _first(iter_no_unasked_commands)
+check_epochs = _first(iter_epochs)
+check_settings = _first(iter_settings)
+check_liveness = _first(iter_liveness)
 
 
 def check(h: History, limits: Limits = Limits()) -> list[Violation]:
     """Every property's first counter-example (an empty list: the history passes)."""
-    return [v for _, fn in CHECKS if (v := fn(h, limits)) is not None]
+    return [v for _, fn in CHECKS if (v := next(fn(h, limits), None)) is not None]
+
+
+def every_violation(h: History, limits: Limits = Limits()) -> list[Violation]:
+    """Every counter-example of every property (for counting, not for reading)."""
+    return [v for _, fn in CHECKS for v in fn(h, limits)]
 
 
 def summary(h: History) -> dict[str, Any]:

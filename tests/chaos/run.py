@@ -6,6 +6,10 @@ cluster), so that a failure points at a few minutes of history, not thirty; ever
 prints its seed and verdict, and a failing one its counter-example and fault schedule.
 Everything a round made stays under ``--out`` (default: a new temporary folder).
 Exit status: 0 when every round passed, 1 otherwise.
+
+``python tests/chaos/run.py --report FOLDER`` reads back every round under FOLDER and
+counts *every* counter-example of each property (a round's report shows only the first),
+sorted by what they say: the numbers of docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -21,8 +25,38 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.chaos.checker import summary  # noqa: E402
-from tests.chaos.harness import run_sync  # noqa: E402
+from tests.chaos.checker import every_violation, summary  # noqa: E402
+from tests.chaos.history import History  # noqa: E402
+
+
+def kind_of(summary_line: str) -> str:
+    """A violation's summary without its times, numbers and names: what kind it is."""
+    import re
+
+    text = re.sub(r"\+\d+\.\d+s|\bc\d+#\d+|\b\d+\b", "N", summary_line)
+    return re.sub(r"node [a-z]\b", "node X", text)
+
+
+def report(folder: Path) -> dict:
+    """Every counter-example of every round under ``folder``, counted by kind."""
+    rounds = sorted(folder.glob("round-*/history.json"))
+    kinds: Counter = Counter()
+    failed_rounds = 0
+    totals: dict[str, Counter] = {"faults": Counter(), "operations": Counter(),
+                                  "commands": Counter()}
+    grants = 0
+    for path in rounds:
+        history = History.load(path)
+        found = every_violation(history)
+        failed_rounds += bool(found)
+        kinds.update(f"property {v.prop}: {kind_of(v.summary)}" for v in found)
+        counts = summary(history)
+        for key in totals:
+            totals[key].update(counts[key])
+        grants += counts["grants"]
+    return {"rounds": len(rounds), "failed_rounds": failed_rounds,
+            "violations": dict(kinds.most_common()), "grants": grants,
+            **{k: dict(v.most_common()) for k, v in totals.items()}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,7 +68,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds of faults per round (default 120)")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--stop-on-failure", action="store_true")
+    parser.add_argument("--report", type=Path, metavar="FOLDER",
+                        help="count every counter-example of the rounds under FOLDER")
     args = parser.parse_args(argv)
+    if args.report:
+        print(json.dumps(report(args.report), indent=1))
+        return 0
+    from tests.chaos.harness import run_sync
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
     out = args.out or Path(tempfile.mkdtemp(prefix=f"tieline-chaos-{args.strategy}-"))
     print(f"chaos: strategy {args.strategy}, {args.minutes} min, first seed {seed}, "

@@ -9,7 +9,8 @@ from dataclasses import replace
 import pytest
 
 from .checker import (Limits, check, check_epochs, check_liveness, check_no_unasked_commands,
-                      check_routes_durable, check_settings, report, summary)
+                      check_routes_durable, check_settings, every_violation, report,
+                      summary)
 from .history import (DeviceCommand, Fault, History, NodeEvent, Op, RouterInfo,
                       RouterReset, parse_command, parse_node_log)
 
@@ -399,3 +400,11 @@ def test_a_failing_history_reports_its_seed_and_schedule():
                 schedule=["+5.0s kill a", "+6.0s restart a"])
     text = report(h, check(h))
     assert "seed 42: FAIL" in text and "+5.0s kill a" in text and "property 1" in text
+
+
+def test_every_counter_example_can_be_counted():
+    h = _failover()
+    h.commands = [sent(3, 5, 12.2), sent(3, 6, 12.3), sent(4, 4, 12.4, node="b")]
+    late = [v for v in every_violation(h) if v.prop == 3]
+    assert len(late) == 2  # both of a's, none of b's
+    assert check_epochs(h) == late[0]
