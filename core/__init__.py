@@ -79,18 +79,35 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
         ApiCommand,
         ClientApi,
     )
+    from .addresses import parse_hostport
+    from .cluster.strategy import PeerLinkStrategy, PeerView
+    from .failover import (
+        FailoverAction,
+        Role,
+        State,
+        Strategy,
+        peer_link_schema,
+    )
+    from .kit.emulation import DeviceEmulator, EmulatorPeer
+    from .kit.framing import LineFramer
     from .logs import RateLimitedLog
+    from .node import Node
     from .plugin_manager import (
         await_me_maybe,
         hookimpl,
     )
     from .routing import (
+        RouterRuntime,
         RouteRequest,
+        RoutingService,
         SalvoResult,
     )
+    from .settings.catalog import api_request_schemas
+    from .settings.jsonfile import JsonFileError, load_json, write_json_atomic
     from .transports import (
         ByteStream,
         Transport,
+        memory_pipe,
     )
 
 #: Where each name of ``__all__`` lives; imported on first use (PEP 562), so that
@@ -156,9 +173,28 @@ _EXPORTS: dict[str, str] = {
     "await_me_maybe": "plugin_manager",
     "hookimpl": "plugin_manager",
     "RouteRequest": "routing",
+    "RouterRuntime": "routing",
+    "RoutingService": "routing",
     "SalvoResult": "routing",
+    "parse_hostport": "addresses",
+    "PeerLinkStrategy": "cluster.strategy",
+    "PeerView": "cluster.strategy",
+    "FailoverAction": "failover",
+    "Role": "failover",
+    "State": "failover",
+    "Strategy": "failover",
+    "peer_link_schema": "failover",
+    "DeviceEmulator": "kit.emulation",
+    "EmulatorPeer": "kit.emulation",
+    "LineFramer": "kit.framing",
+    "Node": "node",
+    "api_request_schemas": "settings.catalog",
+    "JsonFileError": "settings.jsonfile",
+    "load_json": "settings.jsonfile",
+    "write_json_atomic": "settings.jsonfile",
     "ByteStream": "transports",
     "Transport": "transports",
+    "memory_pipe": "transports",
 }
 
 
@@ -187,25 +223,33 @@ __all__ = [
     "ConfirmTimeout",
     "Crosspoint",
     "CrosspointsChanged",
+    "DeviceEmulator",
     "DeviceOffline",
     "DeviceOnline",
     "DeviceReport",
     "Driver",
     "DriverSession",
+    "EmulatorPeer",
     "Event",
     "EventBus",
+    "FailoverAction",
     "InvalidRequest",
+    "JsonFileError",
     "LabelCommand",
     "LabelRefused",
     "LabelReport",
     "LabelsChanged",
+    "LineFramer",
     "LinkError",
+    "Node",
     "NodeStandby",
     "NodeStatusChanged",
     "NotAuthenticated",
     "NotFound",
     "OutOfRange",
     "Outcome",
+    "PeerLinkStrategy",
+    "PeerView",
     "Permission",
     "PermissionDenied",
     "PluginError",
@@ -224,17 +268,22 @@ __all__ = [
     "RemoteProtocolError",
     "RequestError",
     "RequestRefused",
+    "Role",
     "RouteCommand",
     "RouteRequest",
     "RouterOffline",
+    "RouterRuntime",
     "RouterSpec",
     "RouterState",
+    "RoutingService",
     "Salvo",
     "SalvoResult",
     "SalvosChanged",
     "SettingsChanged",
     "SettingsError",
     "SettingsProblem",
+    "State",
+    "Strategy",
     "Subscription",
     "SyncDone",
     "TallyReport",
@@ -242,6 +291,12 @@ __all__ = [
     "Transport",
     "UNKNOWN",
     "__version__",
+    "api_request_schemas",
     "await_me_maybe",
     "hookimpl",
+    "load_json",
+    "memory_pipe",
+    "parse_hostport",
+    "peer_link_schema",
+    "write_json_atomic",
 ]

@@ -85,9 +85,9 @@ def tieline_failover_strategies() -> list[type] | None:
 
     Called once per node at start. Two kinds of class may be returned:
 
-    - an elector, a :class:`tieline.failover.Strategy`, decides whether the node is active
+    - an elector, a :class:`tieline.Strategy`, decides whether the node is active
       or standby; its ``name`` is the value of ``"strategy"`` in the ``failover`` block;
-    - an action, a :class:`tieline.failover.FailoverAction`, acts on transitions (claims a
+    - an action, a :class:`tieline.FailoverAction`, acts on transitions (claims a
       virtual IP) beside any elector; its ``name`` is a key of the ``failover`` block
       (``"vip"``), whose value its ``settings_schema`` validates.
 
@@ -116,7 +116,7 @@ def tieline_emulators() -> list[type] | None:
     """Return the device emulator classes this plugin provides.
 
     Called by ``tieline emulate NAME`` and by tests. Each class subclasses
-    :class:`tieline.kit.emulation.DeviceEmulator`, is built on the plugin's own codec (device
+    :class:`tieline.DeviceEmulator`, is built on the plugin's own codec (device
     role), sets ``name`` (the NAME of ``tieline emulate``) and ``serial`` (whether it can
     serve a serial line), and builds itself from ``--inputs``, ``--outputs`` and
     ``--levels`` in ``from_cli``.
@@ -157,7 +157,7 @@ def tieline_settings_schemas() -> dict[str, dict] | None:
 def tieline_node_started(node: Node) -> Any:
     """Called once the node's devices, APIs and failover strategy are running.
 
-    :param node: the running :class:`tieline.node.Node`.
+    :param node: the running :class:`tieline.Node`.
     :returns: None, or an awaitable that the node awaits.
     """
 
@@ -191,6 +191,6 @@ def tieline_route_requested(request: RouteRequest) -> str | None:
 def tieline_node_stopping(node: Node) -> Any:
     """Called when the node begins to stop, before its APIs and device links close.
 
-    :param node: the :class:`tieline.node.Node` that is stopping.
+    :param node: the :class:`tieline.Node` that is stopping.
     :returns: None, or an awaitable that the node awaits (bounded by the stop timeout).
     """

@@ -29,7 +29,8 @@ from .events import (
     SettingsChanged,
     Subscription,
 )
-from .failover import ActionRunner, EpochStore, Failover, NodeStatus, Role, State, Strategy
+from .failover import (ActionRunner, EpochStore, Failover, NodeStatus, Role, State, Strategy,
+                       peer_status_text)
 from .model import RouterState
 from .plugin_manager import Plugins
 from .routing import RouterRuntime, RoutingService
@@ -206,6 +207,18 @@ class Node:
         """What the node says of itself (``Failover.effective``): never active while it
         would refuse to act."""
         return self.failover.effective
+
+    def status_report(self) -> dict[str, Any]:
+        """What a client API answers when asked for the node's status: the node's own status
+        (:attr:`status`), each router and whether it is online, and in a cluster each peer as
+        the failover strategy sees it, with its status text ("Backup is idle")."""
+        strategy = self.strategy
+        peers = [{**p, "status": peer_status_text(p.get("role"), p.get("state"))}
+                 for p in (strategy.peers_status() if strategy is not None else [])]
+        return {**self.status.to_dict(),
+                "routers": [{"id": rid, "online": rt.state.online}
+                            for rid, rt in self.routing.routers.items()],
+                "peers": peers}
 
     def reload(self) -> list[str]:
         """Re-read the settings folder and apply what can change while running.

@@ -750,7 +750,7 @@ def _example_for(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def _requests() -> str:
-    found = catalog.api_requests()
+    found = catalog.api_request_schemas()
     names = [n for n in REQUEST_ORDER if n in found] + sorted(set(found) - set(REQUEST_ORDER))
     schemas = {name: found[name] for name in names}
     out = ["## Requests", "",
@@ -804,7 +804,7 @@ def _event_kinds(schema: dict[str, Any]) -> str:
 
 
 def _server_messages() -> str:
-    schemas = catalog.api_server_messages()
+    schemas = catalog.api_server_schemas()
     order = ["hello", "heartbeat", "response", "event"]
     names = [n for n in order if n in schemas] + sorted(set(schemas) - set(order))
     out = ["## Server messages", "", "What the server sends.", ""]
@@ -824,7 +824,7 @@ def _server_messages() -> str:
 
 
 def _errors() -> tuple[str, str]:
-    codes = catalog.api_server_messages()["response"]["properties"]["error"]["properties"][
+    codes = catalog.api_server_schemas()["response"]["properties"]["error"]["properties"][
         "code"]["enum"]
     missing = [c for c in codes if c not in ERROR_CODES]
     if missing:

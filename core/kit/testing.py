@@ -29,7 +29,7 @@ from pathlib import Path
 
 from ..node import Node, build_node
 
-__all__ = ["free_port", "running_node", "write_settings"]
+__all__ = ["build_node", "free_port", "running_node", "write_settings"]
 
 
 def write_settings(folder: Path | str, files: Mapping[str, object]) -> Path:

@@ -28,12 +28,12 @@ def _folder(*parts: str) -> dict[str, dict[str, Any]]:
 
 
 @cache
-def api_requests() -> dict[str, dict[str, Any]]:
+def api_request_schemas() -> dict[str, dict[str, Any]]:
     """Schemas of the messages clients send, by message type."""
     return _folder("api", "request")
 
 
 @cache
-def api_server_messages() -> dict[str, dict[str, Any]]:
+def api_server_schemas() -> dict[str, dict[str, Any]]:
     """Schemas of the messages the server sends, by message type."""
     return _folder("api", "server")

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from tieline.addresses import parse_hostport
+from tieline import parse_hostport
 
 from .http import End, Head, HttpError, Line, ResponseParser, encode_request
 

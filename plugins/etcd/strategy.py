@@ -54,8 +54,7 @@ import logging
 import math
 from typing import Any, ClassVar
 
-from tieline.errors import Refused
-from tieline.failover import Role, State, Strategy
+from tieline import Refused, Role, State, Strategy
 
 from .client import EtcdClient, EtcdError, EtcdUnavailable, KeyValue, parse_endpoint
 

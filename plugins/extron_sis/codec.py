@@ -49,8 +49,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from tieline.errors import RemoteProtocolError
-from tieline.model import PortKind
+from tieline import PortKind, RemoteProtocolError
 
 #: Longest response line, in bytes, line end excluded.
 MAX_LINE = 2048

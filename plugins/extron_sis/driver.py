@@ -60,19 +60,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from tieline.devices import (
+from tieline import (
+    UNKNOWN,
+    Crosspoint,
     DeviceReport,
     Driver,
     DriverSession,
+    InvalidRequest,
     LabelRefused,
     LabelReport,
+    LinkError,
+    PortKind,
     RequestRefused,
+    RouterSpec,
     SyncDone,
     TallyReport,
+    Transport,
 )
-from tieline.errors import InvalidRequest, LinkError
-from tieline.model import UNKNOWN, Crosspoint, PortKind, RouterSpec
-from tieline.transports import Transport
 
 from .codec import (
     DO,

@@ -46,10 +46,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from tieline.kit.emulation import DeviceEmulator, EmulatorPeer
-from tieline.errors import RemoteProtocolError
-from tieline.model import PortKind
-from tieline.transports import ByteStream
+from tieline import ByteStream, DeviceEmulator, EmulatorPeer, PortKind, RemoteProtocolError
 
 from .codec import (
     DO,

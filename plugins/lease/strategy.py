@@ -56,10 +56,18 @@ import asyncio
 import logging
 from typing import Any, ClassVar
 
-from tieline.cluster.strategy import PeerLinkStrategy, PeerView
-from tieline.errors import Refused, TielineError
-from tieline.failover import Role, State, peer_link_schema
-from tieline.settings.jsonfile import JsonFileError, load_json, write_json_atomic
+from tieline import (
+    JsonFileError,
+    PeerLinkStrategy,
+    PeerView,
+    Refused,
+    Role,
+    State,
+    TielineError,
+    load_json,
+    peer_link_schema,
+    write_json_atomic,
+)
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from tieline.cluster.strategy import PeerLinkStrategy
-from tieline.failover import State, peer_link_schema
+from tieline import PeerLinkStrategy, State, peer_link_schema
 
 
 class PeerSyncStrategy(PeerLinkStrategy):

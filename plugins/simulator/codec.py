@@ -72,9 +72,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from urllib.parse import quote, unquote_to_bytes
 
-from tieline.errors import RemoteProtocolError
-from tieline.kit.framing import LineFramer
-from tieline.model import Crosspoint, PortKind, ProtectKind
+from tieline import Crosspoint, LineFramer, PortKind, ProtectKind, RemoteProtocolError
 
 #: The protocol version both sides send in HELLO.
 PROTOCOL_VERSION = 1

@@ -15,19 +15,26 @@ import logging
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from tieline.devices import (
+from tieline import (
+    ByteStream,
+    Crosspoint,
     DeviceReport,
     Driver,
     DriverSession,
+    InvalidRequest,
     LabelReport,
+    LinkError,
+    PortKind,
+    Protect,
+    ProtectKind,
     ProtectReport,
+    RemoteProtocolError,
     RequestRefused,
+    RouterSpec,
     SyncDone,
     TallyReport,
+    Transport,
 )
-from tieline.errors import InvalidRequest, LinkError, RemoteProtocolError
-from tieline.model import Crosspoint, PortKind, Protect, ProtectKind, RouterSpec
-from tieline.transports import ByteStream, Transport
 
 from .codec import (
     OWNER_CODES,

@@ -21,9 +21,15 @@ from array import array
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from tieline.errors import RemoteProtocolError
-from tieline.model import Crosspoint, PortKind, Protect, ProtectKind
-from tieline.kit.emulation import DeviceEmulator, EmulatorPeer
+from tieline import (
+    Crosspoint,
+    DeviceEmulator,
+    EmulatorPeer,
+    PortKind,
+    Protect,
+    ProtectKind,
+    RemoteProtocolError,
+)
 
 from .codec import (
     MAX_NUMBER,

@@ -53,7 +53,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from tieline.errors import RemoteProtocolError
+from tieline import RemoteProtocolError
 
 # -------------------------------------------------------------------------------------------
 # Constants (notes §2, §4, §6; spec §2.1, §3)

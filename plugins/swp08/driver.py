@@ -47,25 +47,27 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from tieline.devices import (
+from tieline import (
+    Crosspoint,
     DeviceReport,
     Driver,
     DriverSession,
-    LabelReport,
-    ProtectReport,
-    RequestRefused,
-    SyncDone,
-    TallyReport,
-)
-from tieline.errors import (
     InvalidRequest,
+    LabelReport,
     LinkError,
+    PortKind,
+    Protect,
+    ProtectKind,
+    ProtectReport,
     RemoteProtocolError,
+    RequestRefused,
+    RouterSpec,
     SettingsError,
     SettingsProblem,
+    SyncDone,
+    TallyReport,
+    Transport,
 )
-from tieline.model import Crosspoint, PortKind, Protect, ProtectKind, RouterSpec
-from tieline.transports import Transport
 
 from .codec import (
     NORMAL_MAX_ML,

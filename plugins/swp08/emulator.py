@@ -37,8 +37,7 @@ from array import array
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
-from tieline.kit.emulation import DeviceEmulator, EmulatorPeer
-from tieline.errors import RemoteProtocolError
+from tieline import DeviceEmulator, EmulatorPeer, RemoteProtocolError
 
 from .codec import (
     EXTENDED_MAX_ML,

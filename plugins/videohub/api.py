@@ -112,30 +112,34 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from tieline import RateLimitedLog
-from tieline.apis import ClientApi
-from tieline.errors import (
-    InvalidRequest,
-    OutOfRange,
-    PermissionDenied,
-    Protected,
-    RemoteProtocolError,
-    RequestError,
-    RouterOffline,
-    TielineError,
-)
-from tieline.events import (
+from tieline import (
+    UNKNOWN,
+    ClientApi,
     CrosspointsChanged,
     DeviceOffline,
     DeviceOnline,
     Event,
+    InvalidRequest,
     LabelsChanged,
+    OutOfRange,
+    Permission,
+    PermissionDenied,
+    PortKind,
+    Principal,
     ProtectChanged,
+    ProtectKind,
+    Protected,
+    RateLimitedLog,
+    RemoteProtocolError,
+    RequestError,
+    RouterOffline,
+    RouterRuntime,
+    RouterSpec,
+    RoutingService,
     Subscription,
+    TielineError,
+    parse_hostport,
 )
-from tieline.model import UNKNOWN, Permission, PortKind, Principal, ProtectKind, RouterSpec
-from tieline.routing import RouterRuntime, RoutingService
-from tieline.transports import parse_hostport
 
 from .codec import (
     DEVICE_HEADER,
@@ -163,7 +167,7 @@ from .codec import (
 )
 
 if TYPE_CHECKING:
-    from tieline.node import Node
+    from tieline import Node
 
 log = logging.getLogger(__name__)
 

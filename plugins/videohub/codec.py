@@ -58,7 +58,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from tieline.errors import RemoteProtocolError
+from tieline import RemoteProtocolError
 
 #: The protocol version tieline's device role announces by default [VH §3.4, §10].
 PROTOCOL_VERSION = "2.8"

@@ -54,20 +54,27 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
-from tieline.devices import (
+from tieline import (
+    UNKNOWN,
+    Crosspoint,
     DeviceReport,
     Driver,
     DriverSession,
+    InvalidRequest,
     LabelRefused,
     LabelReport,
+    LinkError,
+    PortKind,
+    Protect,
+    ProtectKind,
     ProtectReport,
+    Refused,
     RequestRefused,
+    RouterSpec,
     SyncDone,
     TallyReport,
+    Transport,
 )
-from tieline.errors import InvalidRequest, LinkError, Refused
-from tieline.model import UNKNOWN, Crosspoint, PortKind, Protect, ProtectKind, RouterSpec
-from tieline.transports import Transport
 
 from .codec import (
     Ack,

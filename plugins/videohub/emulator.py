@@ -25,8 +25,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tieline.kit.emulation import DeviceEmulator, EmulatorPeer
-from tieline.errors import RemoteProtocolError
+from tieline import DeviceEmulator, EmulatorPeer, RemoteProtocolError
 
 from .codec import (
     DEVICE_HEADER,

@@ -23,8 +23,7 @@ import logging
 import socket
 from typing import Any, ClassVar
 
-from tieline.errors import TielineError
-from tieline.failover import FailoverAction
+from tieline import FailoverAction, TielineError
 
 from .arp import announcement
 

@@ -23,20 +23,24 @@ from typing import Any
 from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError
 
-from tieline.settings import catalog
-from tieline.errors import InvalidRequest
-from tieline.events import (
+from tieline import (
+    UNKNOWN,
     CrosspointsChanged,
     DeviceOffline,
     DeviceOnline,
     Event,
+    InvalidRequest,
     LabelsChanged,
     NodeStatusChanged,
+    PortKind,
+    Protect,
     ProtectChanged,
+    RouterSpec,
+    RoutingService,
+    SalvoResult,
     SalvosChanged,
+    api_request_schemas,
 )
-from tieline.model import UNKNOWN, PortKind, Protect, RouterSpec
-from tieline.routing import RoutingService, SalvoResult
 
 from .fastcheck import Check, compile_schema
 
@@ -205,9 +209,9 @@ def parse_request(text: str | bytes, extra: dict[str, dict[str, Any]]) -> dict[s
     mtype = message.get("type")
     if not isinstance(mtype, str):
         raise InvalidMessage("missing or non-string 'type'", field="type", request_id=request_id)
-    schema = extra.get(mtype) or catalog.api_requests().get(mtype)
+    schema = extra.get(mtype) or api_request_schemas().get(mtype)
     if schema is None:
-        known = ", ".join(sorted(set(catalog.api_requests()) | set(extra)))
+        known = ", ".join(sorted(set(api_request_schemas()) | set(extra)))
         raise InvalidMessage(f"unknown message type '{mtype}'; known types: {known}",
                              field="type", request_id=request_id)
     if _valid(schema, message):

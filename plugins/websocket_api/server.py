@@ -57,19 +57,26 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 
 import tieline
-from tieline import RateLimitedLog
-from tieline.apis import ClientApi
-from tieline.errors import InvalidRequest, NotAuthenticated, RequestError, TielineError
-from tieline.events import Subscription
-from tieline.failover import peer_status_text
-from tieline.model import Permission, PortKind, Principal, ProtectKind
-from tieline.routing import RoutingService
-from tieline.transports import parse_hostport
+from tieline import (
+    ClientApi,
+    InvalidRequest,
+    NotAuthenticated,
+    Permission,
+    PortKind,
+    Principal,
+    ProtectKind,
+    RateLimitedLog,
+    RequestError,
+    RoutingService,
+    Subscription,
+    TielineError,
+    parse_hostport,
+)
 
 from . import messages
 
 if TYPE_CHECKING:
-    from tieline.node import Node
+    from tieline import Node
 
 log = logging.getLogger(__name__)
 
@@ -498,12 +505,7 @@ class Connection:
         if mtype == "ping":
             return {}
         if mtype == "status":
-            strategy = self.node.strategy
-            peers = [{**p, "status": peer_status_text(p.get("role"), p.get("state"))}
-                     for p in (strategy.peers_status() if strategy is not None else [])]
-            return {**self.node.status.to_dict(), "routers": [
-                {"id": rid, "online": rt.state.online} for rid, rt in routing.routers.items()
-            ], "peers": peers}
+            return self.node.status_report()
         if mtype == "snapshot":
             return messages.snapshot(routing, m.get("routers"))
         if mtype == "subscribe":

@@ -45,7 +45,7 @@ def api_url(node: Node, index: int = 0) -> str:
 
 
 _server_validators = {
-    name: Draft202012Validator(schema) for name, schema in catalog.api_server_messages().items()
+    name: Draft202012Validator(schema) for name, schema in catalog.api_server_schemas().items()
 }
 
 

@@ -292,8 +292,8 @@ def _sections(text: str) -> dict[str, str]:
 
 def test_api_reference_names_every_message_type() -> None:
     sections = _sections(_read("api.md"))
-    for title, types in (("Requests", catalog.api_requests()),
-                         ("Server messages", catalog.api_server_messages())):
+    for title, types in (("Requests", catalog.api_request_schemas()),
+                         ("Server messages", catalog.api_server_schemas())):
         assert title in sections, f"docs/api.md has no '## {title}' section"
         missing = [t for t in sorted(types) if f"### `{t}`" not in sections[title]]
         assert not missing, f"docs/api.md, '{title}' has no section for: {', '.join(missing)}"
@@ -301,7 +301,7 @@ def test_api_reference_names_every_message_type() -> None:
 
 def test_api_reference_gives_each_request_its_permission_level() -> None:
     requests = _sections(_read("api.md"))["Requests"]
-    for name, schema in catalog.api_requests().items():
+    for name, schema in catalog.api_request_schemas().items():
         level = schema["x-permission-level"]
         section = requests.split(f"### `{name}`", 1)[1].split("\n### ", 1)[0]
         assert f"Permission level: {level} (" in section or (
@@ -310,7 +310,7 @@ def test_api_reference_gives_each_request_its_permission_level() -> None:
 
 
 def _validator(kind: str, name: str) -> Draft202012Validator:
-    schemas = catalog.api_requests() if kind == "request" else catalog.api_server_messages()
+    schemas = catalog.api_request_schemas() if kind == "request" else catalog.api_server_schemas()
     return Draft202012Validator(schemas[name])
 
 
@@ -433,7 +433,7 @@ async def test_documented_permission_levels_are_enforced(tmp_path: Path) -> None
             return await talk.request(request)
 
     async with asyncio.timeout(30), running_node(folder) as node:
-        for name, schema in sorted(catalog.api_requests().items()):
+        for name, schema in sorted(catalog.api_request_schemas().items()):
             level = schema["x-permission-level"]
             if name == "hello":
                 assert level == 0

@@ -13,8 +13,7 @@ from typing import Any
 
 import pytest
 
-from tieline import Crosspoint, Permission, Principal, SettingsError
-from tieline.node import Node
+from tieline import Crosspoint, Node, Permission, Principal, SettingsError
 from tieline.kit.testing import running_node, write_settings
 from {{cookiecutter.plugin_name}}.codec import (
     Codec,

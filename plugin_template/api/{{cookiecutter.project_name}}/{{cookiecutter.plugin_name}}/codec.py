@@ -81,8 +81,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from tieline import Crosspoint, RemoteProtocolError
-from tieline.kit.framing import LineFramer
+from tieline import Crosspoint, LineFramer, RemoteProtocolError
 
 #: Longest line, in bytes, LF included.
 MAX_LINE = 1024

@@ -15,7 +15,7 @@ Settings (the ``apis`` entry; :attr:`LineApi.settings_schema` describes every ke
 
 How it works
     One task per client reads its lines and answers its requests one at a time, in order:
-    a ``ROUTE`` is answered once :meth:`tieline.routing.RoutingService.route` returns, that
+    a ``ROUTE`` is answered once :meth:`tieline.RoutingService.route` returns, that
     is when the router's tally confirmed it (then that client's next request waits; other
     clients never do). One task, the fan-out, reads the node's event bus and writes every
     ``CrosspointsChanged`` — made by this API, another API, a salvo or the router's own
@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from tieline import (
     UNKNOWN,
+    ClientApi,
     CrosspointsChanged,
     NotFound,
     OutOfRange,
@@ -45,13 +46,12 @@ from tieline import (
     Principal,
     RemoteProtocolError,
     RequestError,
+    RouterRuntime,
     RouterSpec,
     Subscription,
     TielineError,
+    parse_hostport,
 )
-from tieline.apis import ClientApi
-from tieline.routing import RouterRuntime
-from tieline.transports import parse_hostport
 
 from .codec import (
     Codec,
@@ -70,7 +70,7 @@ from .codec import (
 )
 
 if TYPE_CHECKING:
-    from tieline.node import Node
+    from tieline import Node
 
 log = logging.getLogger(__name__)
 

@@ -61,8 +61,7 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from tieline import Crosspoint, RemoteProtocolError
-from tieline.kit.framing import LineFramer
+from tieline import Crosspoint, LineFramer, RemoteProtocolError
 
 #: Longest line, in bytes, LF included.
 MAX_LINE = 128

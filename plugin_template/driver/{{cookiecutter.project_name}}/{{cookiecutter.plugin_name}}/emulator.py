@@ -15,8 +15,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from tieline import Crosspoint, RemoteProtocolError
-from tieline.kit.emulation import DeviceEmulator, EmulatorPeer
+from tieline import Crosspoint, DeviceEmulator, EmulatorPeer, RemoteProtocolError
 
 from .codec import MAX_NUMBER, Codec, Dump, End, Error, Message, Ping, Pong, Role, Size, Tally, Xpt
 

@@ -14,10 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tieline import NodeStandby, Permission, Principal, SettingsError
-from tieline.failover import State
-from tieline.node import Node, build_node
-from tieline.kit.testing import running_node, write_settings
+from tieline import Node, NodeStandby, Permission, Principal, SettingsError, State
+from tieline.kit.testing import build_node, running_node, write_settings
 
 from {{cookiecutter.plugin_name}}.record import decode
 

@@ -2,7 +2,7 @@
 
 Pure (no I/O): :meth:`Holder.to_json` gives what the record file holds and :func:`decode`
 reads its bytes back. The strategy writes the record atomically (temporary file, fsync,
-rename: ``tieline.settings.jsonfile.write_json_atomic``) while it holds the lock, so that a reader
+rename: ``tieline.write_json_atomic``) while it holds the lock, so that a reader
 sees either the old record or the new one, never half of one; the other nodes read it to
 show where the active node is and to take an epoch above it when their turn comes.
 

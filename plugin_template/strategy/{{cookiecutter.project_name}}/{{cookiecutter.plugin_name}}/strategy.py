@@ -50,13 +50,12 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from tieline.failover import Role, State, Strategy
-from tieline.settings.jsonfile import write_json_atomic
+from tieline import Role, State, Strategy, write_json_atomic
 
 from .record import Holder, RecordError, decode
 
 if TYPE_CHECKING:
-    from tieline.node import Node
+    from tieline import Node
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from tieline.settings import catalog
 from tieline.plugins.websocket_api import messages
 from tieline.plugins.websocket_api.fastcheck import compile_schema
 
-SCHEMAS = catalog.api_requests()
+SCHEMAS = catalog.api_request_schemas()
 
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(-5, 10), st.integers(), st.sampled_from([0.0, 3.0, 2.5, -1.0, 1e20]),
