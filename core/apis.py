@@ -31,6 +31,9 @@ class ClientApi(abc.ABC):
     name: ClassVar[str]
     #: JSON Schema ``properties``/``required`` of the API's own keys in its ``apis`` entry.
     settings_schema: ClassVar[dict[str, Any]] = {}
+    #: the message types the API answers itself: an API command of a plugin
+    #: (``tieline_api_commands``) may not take one of these names.
+    commands: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, node: Node, options: dict[str, Any]) -> None:
         self.node = node
@@ -58,6 +61,12 @@ class ClientApi(abc.ABC):
     def describe(self) -> str:
         """Where clients reach it (``ws://127.0.0.1:8181``)."""
         return f"{self.name} on {self.options.get('listen', '?')}"
+
+    def client_url(self) -> str | None:
+        """The URL at which tieline's own clients (the Python client, the panel, the
+        ``tieline`` command) reach this node through this API, as the node advertises it
+        to its peers; None (the default) for an API that speaks another protocol."""
+        return None
 
 
 Handler = Callable[["Node", Principal, dict[str, Any]], Awaitable[dict[str, Any] | None]]

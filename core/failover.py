@@ -247,7 +247,7 @@ def peer_link_schema(extra: dict[str, Any] | None = None) -> dict[str, Any]:
                                "(tieline keys generate)."},
         "advertise": {"type": "string", "format": "ws-url",
                       "description": "The WebSocket URL clients use to reach this node "
-                                     "(default: from the first websocket API)."},
+                                     "(default: the URLs its client APIs give)."},
         "heartbeat_ms": {"type": "integer", "minimum": 20, "maximum": 10000, "default": 250,
                          "description": "How often nodes tell each other they are alive."},
     }
@@ -336,6 +336,9 @@ class FailoverAction(abc.ABC):
 
     name: ClassVar[str]
     settings_schema: ClassVar[dict[str, Any]] = {}
+    #: Linux capabilities the action needs, each with what for (``{"CAP_NET_RAW": "sending
+    #: gratuitous ARP frames"}``): ``tieline service install`` grants them to the unit.
+    capabilities: ClassVar[dict[str, str]] = {}
 
     def __init__(self, node: Node, options: dict[str, Any]) -> None:
         self.node = node

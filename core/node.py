@@ -1,15 +1,22 @@
-"""A node: settings -> plugins -> devices -> APIs -> failover, run in one TaskGroup.
+"""A node: settings -> plugins -> devices -> APIs -> failover -> ops, run in one TaskGroup.
 
 Start order: plugins are loaded and settings checked before a Node exists (see
 :func:`build_node`); then every device link starts (each reads its device's whole state:
 tieline never pushes remembered routes), then every client API binds its port, then
 ``tieline_node_started`` runs. Stop runs in reverse: ``tieline_node_stopping``, APIs close,
 device links stop, each step bounded by a timeout.
+
+The node's operations come from its settings, however it is started (``tieline run`` or
+:func:`build_node` in Python): mDNS advertising when ``discovery.mdns`` is on (from when
+the node has started until it stops), and the service manager's notifications (``READY=1``
+once started, status changes, the watchdog, ``STOPPING=1``) when ``$NOTIFY_SOCKET`` says a
+service manager listens.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import gc
 import logging
@@ -32,6 +39,8 @@ from .events import (
 from .failover import (ActionRunner, EpochStore, Failover, NodeStatus, Role, State, Strategy,
                        peer_status_text)
 from .model import RouterState
+from .ops.discovery import advertising
+from .ops.systemd import ServiceNotifier
 from .plugin_manager import Plugins
 from .routing import RouterRuntime, RoutingService
 from .settings.loader import Settings, SettingsStore, load_settings, read_disabled_plugins
@@ -40,13 +49,6 @@ log = logging.getLogger(__name__)
 
 #: the folder, inside the settings folder, of the node's runtime state (never replicated).
 STATE_FOLDER = ".tieline-state"
-
-#: API command names the core's APIs answer themselves; plugins may not take them.
-RESERVED_COMMANDS = frozenset({
-    "hello", "ping", "snapshot", "subscribe", "unsubscribe", "route", "salvo", "protect",
-    "lock", "release", "label", "status", "failover", "members",
-})
-
 
 class Node:
     """One running tieline process.
@@ -103,8 +105,8 @@ class Node:
             self.links.append(runtime.link)
             self.routing.add_router(runtime)
         self.routing.salvos = {s.name: s for s in settings.salvos}
-        self.commands = self._api_commands()
         api_classes = plugins.client_apis()
+        self.commands = self._api_commands(api_classes)
         self.apis: list[ClientApi] = [
             api_classes[entry["type"]][1](self, entry) for entry in settings.apis
         ]
@@ -129,6 +131,8 @@ class Node:
         #: how many times the memory was settled (see _settle_memory)
         self.settles = 0
         self.started = asyncio.Event()
+        #: tells a service manager (systemd) about the node; idle without $NOTIFY_SOCKET
+        self.notifier = ServiceNotifier(self)
         self._tg: asyncio.TaskGroup | None = None
         self._link_tasks: dict[DeviceLink, asyncio.Task[None]] = {}
 
@@ -183,18 +187,23 @@ class Node:
                 del self._link_tasks[link]
 
     def api_urls(self) -> list[str]:
-        """How clients reach this node (failover ``advertise``, else the WebSocket APIs)."""
+        """How tieline's clients reach this node: the failover block's ``advertise``, else
+        the URL each client API gives (:meth:`ClientApi.client_url`)."""
         advertised = (self.settings.failover or {}).get("advertise")
         if advertised:
             return [advertised]
-        return [api.describe() for api in self.apis if api.name == "websocket"]
+        return [url for api in self.apis if (url := api.client_url()) is not None]
 
-    def _api_commands(self) -> dict[str, ApiCommand]:
+    def _api_commands(self, api_classes: dict[str, tuple[str, Any]]) -> dict[str, ApiCommand]:
+        """The plugins' API commands; a name that an installed client API answers itself
+        (its ``commands``) is refused, naming the plugin."""
+        built_in = {name: api_type for api_type, (_, cls) in api_classes.items()
+                    for name in cls.commands}
         commands: dict[str, ApiCommand] = {}
         for name, (plugin, command) in self.plugins.api_commands().items():
-            if name in RESERVED_COMMANDS:
-                log.error("%s", PluginError(plugin, f"API command '{name}' is built in; "
-                                            "choose another name"))
+            if name in built_in:
+                log.error("%s", PluginError(plugin, f"API command '{name}' is built into the "
+                                            f"'{built_in[name]}' API; choose another name"))
                 continue
             commands[name] = ApiCommand(
                 command.name, command.schema, command.level, command.handler,
@@ -280,10 +289,23 @@ class Node:
 
     def stop(self) -> None:
         """Ask the node to stop (safe from a signal handler)."""
+        self.notifier.stopping()
         self._stop.set()
 
     async def run(self, ready: Callable[[Node], Any] | None = None) -> None:
-        """Run until :meth:`stop` is called or the task is cancelled."""
+        """Run until :meth:`stop` is called or the task is cancelled, with the operations
+        its settings ask for (see the module docstring).
+
+        :param ready: called with the node once it has started (before ``READY=1`` goes to
+            a service manager).
+        """
+        discovery = self.settings.discovery
+        mdns = (advertising(self, discovery.get("interfaces") or None)
+                if discovery.get("mdns") else contextlib.nullcontext())
+        async with self.notifier, mdns:
+            await self._run(ready)
+
+    async def _run(self, ready: Callable[[Node], Any] | None) -> None:
         observed = None
         if self.plugins.pm.hook.tieline_event.get_hookimpls():
             # subscribed before any link runs, so observers see every event from the start
@@ -314,6 +336,7 @@ class Node:
                 self.started.set()
                 if ready is not None:
                     ready(self)
+                self.notifier.ready()  # after ready(): READY=1 means clients can connect
                 await self._stop.wait()
             finally:
                 tasks = [observer, settler, *self._link_tasks.values()]

@@ -112,23 +112,13 @@ def run(settings: str | None, log_level: str) -> None:
     except TielineError as exc:  # the node cannot run here (a failover action's preflight)
         click.echo(f"tieline: {exc}", err=True)
         sys.exit(1)
-    from contextlib import nullcontext
 
-    from ..ops.discovery import advertising
-    from ..ops.systemd import ServiceNotifier
-
-    systemd = ServiceNotifier(node)  # sd_notify; does nothing outside a service manager
-    discovery = node.settings.discovery  # mDNS advertising: "discovery" in tieline.json
-    mdns = advertising(node, discovery.get("interfaces") or None) \
-        if discovery.get("mdns") else nullcontext()
-
-    def ready(node: Any) -> None:
+    def ready(node: Any) -> None:  # the node tells a service manager once this returns
         gc.freeze()  # start-up objects leave the collector's generations: shorter full GCs
         for api in node.apis:
             click.echo(f"tieline: node '{node.settings.node_name}' serving {api.describe()} "
                        f"(settings: {folder})")
         sys.stdout.flush()
-        systemd.ready()  # after the serving lines: READY=1 means clients can connect
 
     def reload() -> None:
         try:
@@ -137,17 +127,12 @@ def run(settings: str | None, log_level: str) -> None:
             logging.getLogger("tieline").error("settings not reloaded (the running ones "
                                                "stay): %s", exc)
 
-    def stop() -> None:
-        systemd.stopping()
-        node.stop()
-
-    async def serve() -> None:
+    async def serve() -> None:  # mDNS and systemd notify: the node does both (its settings)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop)
+            loop.add_signal_handler(sig, node.stop)
         loop.add_signal_handler(signal.SIGHUP, reload)
-        async with systemd, mdns:
-            await node.run(ready)
+        await node.run(ready)
 
     try:
         asyncio.run(serve())
@@ -392,7 +377,7 @@ def service_install(settings: str | None, user: str | None, name: str | None,
     folder = folder.absolute()
     logging.basicConfig(level="ERROR", stream=sys.stderr, format="%(levelname)s %(message)s")
     try:
-        loaded, _ = check_settings(folder)
+        loaded, plugins = check_settings(folder)
     except SettingsError as exc:
         click.echo(str(exc), err=True)
         click.echo("tieline: no unit written: a service would not start with these settings; "
@@ -401,7 +386,9 @@ def service_install(settings: str | None, user: str | None, name: str | None,
     name = name or loaded.node_name
     user = user or os.environ.get("SUDO_USER") or getpass.getuser()
     try:
-        needs = ("CAP_NET_ADMIN", "CAP_NET_RAW") if "vip" in (loaded.failover or {}) else ()
+        actions = plugins.failover_actions()  # what they need to run as USER, not root
+        needs = {cap: f"{why} (failover.{key})" for key in (loaded.failover or {})
+                 if key in actions for cap, why in actions[key][1].capabilities.items()}
         text = unit_file(folder, command=tieline_executable(), user=user,
                          name=check_unit_name(name), capabilities=needs)
     except ValueError as exc:

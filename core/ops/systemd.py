@@ -28,7 +28,7 @@ import os
 import re
 import socket
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -93,9 +93,10 @@ def watchdog_interval(env: Mapping[str, str] | None = None) -> float | None:
 class ServiceNotifier:
     """Tells the service manager about one node (see the module docstring).
 
-    Use it as an async context manager around :meth:`Node.run`; call :meth:`ready` from
-    the node's ``ready`` callback and :meth:`stopping` when asked to stop. A socket that
-    cannot be reached is logged once and never stops the node.
+    Every node has one (``node.notifier``): :meth:`Node.run` runs inside it as an async
+    context manager and calls :meth:`ready` once started; :meth:`Node.stop` calls
+    :meth:`stopping`. A socket that cannot be reached is logged once and never stops the
+    node.
 
     :param node: the node.
     :param env: where to read ``NOTIFY_SOCKET`` and the watchdog variables.
@@ -230,7 +231,8 @@ def tieline_executable() -> list[str]:
 
 
 def unit_file(folder: Path, *, command: list[str], user: str, name: str,
-              watchdog_s: int = WATCHDOG_S, capabilities: Sequence[str] = ()) -> str:
+              watchdog_s: int = WATCHDOG_S,
+              capabilities: Mapping[str, str] | None = None) -> str:
     """The systemd unit that runs ``tieline run --settings FOLDER``.
 
     :param folder: the settings folder (made absolute here).
@@ -238,8 +240,9 @@ def unit_file(folder: Path, *, command: list[str], user: str, name: str,
     :param user: ``User=`` of the service.
     :param name: the unit is ``tieline-NAME.service``.
     :param watchdog_s: ``WatchdogSec=``.
-    :param capabilities: ``AmbientCapabilities=`` the node needs (a virtual IP:
-        ``CAP_NET_ADMIN CAP_NET_RAW``), so that it need not run as root.
+    :param capabilities: ``AmbientCapabilities=`` the node needs, so that it need not run as
+        root: each capability with what for (a comment in the unit), as failover actions
+        give them (:attr:`tieline.FailoverAction.capabilities`).
     """
     from .. import __version__
 
@@ -249,9 +252,10 @@ def unit_file(folder: Path, *, command: list[str], user: str, name: str,
                          "name; a unit file cannot name it")
     exec_start = " ".join(_escape(w, command=True) for w in [*command, "run", "--settings", str(folder)])
     caps = ""
+    capabilities = capabilities or {}
     if capabilities:
-        caps = ("# The virtual IP (failover.vip): adding addresses, sending ARP frames.\n"
-                f"AmbientCapabilities={' '.join(capabilities)}\n")
+        caps = ("".join(f"# {cap}: {why}.\n" for cap, why in capabilities.items())
+                + f"AmbientCapabilities={' '.join(capabilities)}\n")
     return f"""\
 # tieline node '{name}': written by `tieline service install` (tieline {__version__}).
 # Settings: {folder}. After editing them: systemctl reload tieline-{name}

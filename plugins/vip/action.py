@@ -46,6 +46,10 @@ class VirtualIp(FailoverAction):
     """See the module docstring."""
 
     name: ClassVar[str] = "vip"
+    capabilities: ClassVar[dict[str, str]] = {
+        "CAP_NET_ADMIN": "adding and removing the virtual IP",
+        "CAP_NET_RAW": "sending gratuitous ARP frames",
+    }
     settings_schema: ClassVar[dict[str, Any]] = {
         "properties": {
             "address": {"type": "string", "minLength": 1,

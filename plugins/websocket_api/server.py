@@ -110,6 +110,11 @@ class WebSocketApi(ClientApi):
     """``{"type": "websocket", "listen": "127.0.0.1:8181"}`` in ``apis``."""
 
     name = "websocket"
+    #: the message types answered here (schemas/api/request); plugins' commands take others
+    commands: ClassVar[frozenset[str]] = frozenset({
+        "hello", "ping", "snapshot", "subscribe", "unsubscribe", "route", "salvo", "protect",
+        "lock", "release", "label", "status", "failover", "members",
+    })
     settings_schema: ClassVar[dict[str, Any]] = {
         "properties": {
             "max_message_bytes": {
@@ -196,6 +201,10 @@ class WebSocketApi(ClientApi):
             port = self.server.sockets[0].getsockname()[1]
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{self.scheme}://{host}:{port}"
+
+    def client_url(self) -> str:
+        """tieline's own clients speak this API: its URL (:meth:`describe`)."""
+        return self.describe()
 
     async def start(self) -> None:
         # the bus never waits for us; we never wait for a client (see _fanout)

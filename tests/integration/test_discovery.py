@@ -125,6 +125,19 @@ async def test_a_node_advertises_its_status_changes(loopback_multicast, settings
             await browse_until(lambda ns: (named(ns, name) or {}).get("epoch") == 9)
 
 
+async def test_a_node_built_in_python_advertises_itself(loopback_multicast, settings_dir):
+    """The node follows its own ``discovery`` settings, whoever starts it: no ``tieline
+    run`` here; it says goodbye when it stops."""
+    name = _unique("python")
+    folder = settings_dir({"tieline.json": _main(name, "127.0.0.1:0", mdns=True,
+                                                  interfaces=LOOPBACK)})
+    async with running_node(folder) as node:
+        entry = named(await browse_until(lambda ns: named(ns, name) is not None), name)
+        assert entry["apis"] == [node.apis[0].describe()]
+        assert (entry["role"], entry["state"]) == ("standalone", "active")
+    assert named(await browse(2.0, LOOPBACK), name) is None
+
+
 def discover(*args: str, netns: str | None = None) -> list[dict[str, Any]]:
     prefix = ["ip", "netns", "exec", netns] if netns else []
     result = subprocess.run([*prefix, TIELINE, "discover", "--json", "--timeout", "2", *args],

@@ -73,9 +73,14 @@ def test_run_says_ready_pings_the_watchdog_and_says_stopping(notify_socket, sett
             pass
 
 
-async def test_status_changes_reach_the_service_manager(notify_socket, settings_dir):
+async def test_a_node_built_in_python_tells_the_service_manager(notify_socket, settings_dir,
+                                                                monkeypatch):
+    """The node notifies by itself (not ``tieline run``): READY=1 once started, every status
+    change, STOPPING=1 when it stops."""
     sock, path = notify_socket
     sock.setblocking(False)
+    monkeypatch.setenv("NOTIFY_SOCKET", path)
+    monkeypatch.delenv("WATCHDOG_USEC", raising=False)
     loop = asyncio.get_running_loop()
 
     async def receive() -> str:
@@ -83,12 +88,10 @@ async def test_status_changes_reach_the_service_manager(notify_socket, settings_
             return (await loop.sock_recv(sock, 4096)).decode()
 
     async with running_node(settings_dir({"tieline.json": MAIN})) as node:
-        async with ServiceNotifier(node, {"NOTIFY_SOCKET": path}) as notifier:
-            notifier.ready()
-            assert await receive() == "READY=1\nSTATUS=Standalone is active"
-            node.failover.update(epoch=7)  # what a failover strategy does
-            assert await receive() == "STATUS=Standalone is active"
-        assert await receive() == "STOPPING=1\nSTATUS=node 'svc' stopping"
+        assert await receive() == "READY=1\nSTATUS=Standalone is active"
+        node.failover.update(epoch=7)  # what a failover strategy does
+        assert await receive() == "STATUS=Standalone is active"
+    assert await receive() == "STOPPING=1\nSTATUS=node 'svc' stopping"
 
 
 async def test_an_unreachable_socket_is_logged_once_and_harms_nothing(settings_dir, tmp_path,
