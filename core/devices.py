@@ -28,6 +28,12 @@ refused with the device's reason, or timed out, and only by what the device said
 - **Timed out** when neither came within ``timeout``; **offline** when the link went down
   first (the command may or may not have been carried out).
 
+**The fence.** The link's :attr:`DeviceLink.guard` (the node's "may I act?") is checked
+when a command is handed to the session and before every write. While it says no, the
+session withdraws what it still holds of commands (:meth:`DriverSession.withdraw`: queued
+frames, re-sends), the commands in flight end with its error, and only reads and
+keepalives go out.
+
 The devices tieline speaks to have no request ids: a report says *what* is now, not *which
 request* it answers. So the link serialises what reports cannot tell apart: two commands
 that touch one (level, destination), or one port's label, are never in flight together.
@@ -298,6 +304,20 @@ class DriverSession(abc.ABC):
         """Queue a label change (only when ``Driver.device_labels``)."""
         raise NotImplementedError
 
+    def withdraw(self) -> None:
+        """The node may not act any more (it stopped being the active node, or cannot
+        confirm it still is): drop every command not yet on the wire, and never send one
+        again (no re-send after a timeout, nothing queued behind the one in flight). Reads
+        of the device's state and keepalives go on.
+
+        The link calls this before it writes anything while the node may not act. A
+        session that writes each command's bytes at once, when :meth:`send` is called,
+        keeps nothing to withdraw: the default does nothing. A session that queues
+        commands (stop-and-wait, a window of requests in flight) or re-sends them must
+        drop them here: otherwise a node whose epoch was superseded would still change the
+        router (docs/plugins.md, "the fence").
+        """
+
     def keepalive(self, now: float) -> None:
         """Queue a keepalive that the device answers (the link sends it when idle)."""
 
@@ -440,6 +460,10 @@ class DeviceLink:
         self._ever_online = False
         self._retry_now = asyncio.Event()
         self._tickets = itertools.count(1)
+        #: raises a RequestError when the node may not act (the routing service sets its
+        #: fence check): checked when a command is handed to the session and before every
+        #: write; while it raises, the session withdraws its commands (see the module)
+        self.guard: Callable[[], None] | None = None
         #: per item, the commands that touch it, in the order submitted; the first is the
         #: one that may be in flight
         self._queues: dict[Hashable, collections.deque[_Pending]] = {}
@@ -452,17 +476,13 @@ class DeviceLink:
         self._retry_now.set()
 
     # -- commands ----------------------------------------------------------------------
-    async def submit(self, command: Command, timeout: float, *,
-                     guard: Callable[[], None] | None = None) -> Outcome:
+    async def submit(self, command: Command, timeout: float) -> Outcome:
         """Send ``command`` to the device and wait for its own outcome (see the module
         docstring): each item confirmed, refused or timed out, ``timeout`` seconds at most
         after the command was written. It waits first, in order, for the commands
-        submitted before it on the same items.
+        submitted before it on the same items. The :attr:`guard` is checked at the
+        instant it would be written.
 
-        :param guard: called at the instant the command would be written (after any wait
-            for its turn); a :class:`~tieline.errors.RequestError` it raises is every
-            item's result, and nothing is sent. The node passes its fence check: a node
-            that stopped being active while the command waited sends nothing.
         :raises InvalidRequest: the session cannot put the command into the protocol
             (nothing was sent).
         """
@@ -473,7 +493,7 @@ class DeviceLink:
         try:
             self._start_if_first(pending)
             await pending.turn
-            self._send(pending, guard)
+            self._send(pending)
             if not pending.done.done():
                 try:
                     await self._write_queued()
@@ -495,12 +515,12 @@ class DeviceLink:
         finally:
             self._retire(pending)
 
-    def _send(self, pending: _Pending, guard: Callable[[], None] | None) -> None:
+    def _send(self, pending: _Pending) -> None:
         """Its turn: hand the command to the session (the one place that does), and wait
         for reports on its items from now on."""
-        if guard is not None:
+        if self.guard is not None:
             try:
-                guard()
+                self.guard()
             except RequestError as exc:
                 pending.fail_all(exc)
                 return
@@ -596,10 +616,23 @@ class DeviceLink:
             waiting.reschedule(loop_when)
 
     async def _write_queued(self) -> None:
-        """Send what the session queued; raise LinkError (and close the stream) on failure."""
+        """Send what the session queued; raise LinkError (and close the stream) on failure.
+
+        While the node may not act (the guard raises), the session first withdraws its
+        commands (only reads and keepalives go out), and the commands waiting for their
+        outcome end with the guard's error: nothing reaches the router from a node whose
+        epoch may have been superseded, not even a re-send or a frame queued in the driver.
+        """
         session, stream = self._session, self._stream
         if session is None or stream is None:
             return
+        if self.guard is not None:
+            try:
+                self.guard()
+            except RequestError as exc:
+                session.withdraw()
+                for pending in set(self._in_flight.values()):
+                    pending.fail_all(exc)
         data = session.data_to_send()
         if not data:
             return

@@ -188,6 +188,10 @@ class RoutingService:
 
     def add_router(self, runtime: RouterRuntime) -> None:
         self.routers[runtime.id] = runtime
+        if runtime.link is not None:
+            # the fence, checked by the link when a command is handed to the driver and
+            # before every write (a command may wait its turn; a driver may queue frames)
+            runtime.link.guard = self.failover.require_active
         for kind, labels in runtime.settings_labels.items():
             for index, text in labels.items():
                 runtime.state.set_label(kind, index, text)
@@ -274,9 +278,7 @@ class RoutingService:
         """Hand ``command`` to the router's device link; its own outcome."""
         if rt.link is None:
             raise RouterOffline(f"router '{rt.id}' has no device link")
-        # the fence is checked again when the command is written: it may wait its turn
-        return await rt.link.submit(command, rt.confirm_timeout_s,
-                                    guard=self.failover.require_active)
+        return await rt.link.submit(command, rt.confirm_timeout_s)
 
     def _timeout_error(self, rt: RouterRuntime, what: str) -> ConfirmTimeout:
         return ConfirmTimeout(

@@ -329,6 +329,23 @@ class ExtronSession(DriverSession):
             self._send(entry.data)
             self._inflight.append(entry)
 
+    #: what a withdrawn session does not send any more: changes to the router
+    _CHANGES = frozenset({"tie", "quick", "label"})
+
+    def withdraw(self) -> None:
+        """The node may not act: ties and label writes still waiting for a place in the
+        window of commands in flight are dropped (those sent stay sent: the Extron
+        protocol re-sends nothing). Reads and keepalives go on."""
+        dropped = 0
+        for queue in (self._urgent, self._backlog):
+            kept = [entry for entry in queue if entry.kind not in self._CHANGES]
+            dropped += len(queue) - len(kept)
+            queue.clear()
+            queue.extend(kept)
+        if dropped:
+            log.info("router '%s': %d command(s) not sent: this node may not act now",
+                     self.spec.id, dropped)
+
     # -- core -> device ----------------------------------------------------------------
     def route(self, crosspoints: Sequence[Crosspoint], owner: str) -> None:
         by_output: dict[int, dict[int, int]] = {}

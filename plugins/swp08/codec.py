@@ -521,7 +521,15 @@ class Undelivered:
     reason: str
 
 
-Event = Message | Delivered | Undelivered
+@dataclass(frozen=True, slots=True)
+class Withdrawn:
+    """``message`` was withdrawn (:meth:`Codec.withdraw`) while in flight and its ACK did
+    not come in time: it is not sent again, and the next frame goes."""
+
+    message: Message
+
+
+Event = Message | Delivered | Undelivered | Withdrawn
 
 
 class FrameError(RemoteProtocolError):
@@ -1344,6 +1352,8 @@ class _Outgoing:
     frame: bytes
     attempts: int = 0
     sent_at: float | None = None
+    #: withdrawn while in flight: its ACK is still awaited, but it is never sent again
+    final: bool = False
 
 
 class Codec:
@@ -1471,6 +1481,10 @@ class Codec:
         return self._retry(flying, "DLE NAK")
 
     def _retry(self, flying: _Outgoing, reason: str) -> Event | None:
+        if flying.final:  # withdrawn: never sent again
+            self._in_flight = None
+            self._next_frame()
+            return Withdrawn(flying.message)
         if flying.attempts > self.retries:
             self._in_flight = None
             self._next_frame()
@@ -1550,6 +1564,32 @@ class Codec:
         """The message sent and waiting for its ACK."""
         return None if self._in_flight is None else self._in_flight.message
 
+    def withdraw(self, predicate: Callable[[Message], bool]) -> list[Message]:
+        """Take back every message ``predicate`` selects that is not yet on the line: those
+        queued, and the one in flight if its bytes are still in :meth:`data_to_send`'s
+        buffer (a frame never sent is dropped; a re-send not yet handed out is taken back).
+        One in flight that went out already keeps waiting for its ACK but is never sent
+        again (:class:`Withdrawn` if the ACK does not come).
+
+        :returns: the messages dropped without ever going out.
+        """
+        dropped = [entry.message for entry in self._queue if predicate(entry.message)]
+        if dropped:
+            self._queue = deque(e for e in self._queue if not predicate(e.message))
+        flying = self._in_flight
+        if flying is not None and predicate(flying.message):
+            while flying.attempts > 0 and (start := self._out.rfind(flying.frame)) >= 0:
+                del self._out[start:start + len(flying.frame)]  # a copy still ours
+                flying.attempts -= 1
+            if flying.attempts == 0:  # it never went out: as if never sent
+                self._in_flight = None
+                self.stats.frames_sent -= 1
+                dropped.append(flying.message)
+                self._next_frame()
+            else:
+                flying.final = True
+        return dropped
+
     def clear_queue(self) -> list[Message]:
         """Drop the messages not yet sent (the one in flight stays); return them."""
         dropped = [entry.message for entry in self._queue]
@@ -1567,7 +1607,6 @@ __all__ = [
     "ProtectDeviceName", "ProtectDeviceNameRequest", "ProtectDisconnect", "ProtectDisconnected",
     "ProtectInterrogate", "ProtectState", "ProtectTally", "Role", "SourceNames",
     "SourceNamesRequest", "TALLIES_PER_DUMP", "Tally", "TallyDumpByte", "TallyDumpRequest",
-    "TallyDumpWord", "Undelivered", "UnknownMessage", "UpdateName", "checksum", "command_of",
-    "decode_message",
-    "decode_name", "encode_frame", "encode_message", "encode_name", "receives", "sends",
+    "TallyDumpWord", "Undelivered", "UnknownMessage", "UpdateName", "Withdrawn", "checksum",
+    "command_of", "decode_message", "decode_name", "encode_frame", "encode_message", "encode_name", "receives", "sends",
 ]

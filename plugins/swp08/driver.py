@@ -102,6 +102,7 @@ from .codec import (
     Undelivered,
     UnknownMessage,
     UpdateName,
+    Withdrawn,
     command_of,
 )
 
@@ -327,6 +328,9 @@ class SWP08Session(DriverSession):
                 raise LinkError(
                     f"the device did not acknowledge {type(message).__name__} after "
                     f"{attempts} attempts ({reason})")
+            case Withdrawn(message):
+                log.debug("router '%s': withdrawn %s not acknowledged; not sent again",
+                          self.spec.id, type(message).__name__)
             case Tally() | Connected():
                 self._tally(event, out)
             case TallyDumpWord() | TallyDumpByte():
@@ -605,6 +609,22 @@ class SWP08Session(DriverSession):
             self._queue(UpdateName(NameKind.DESTINATION_ASSOCIATION, length, wire.matrix, 0,
                                   index, (text,)))
             self._queue(DestinationNamesRequest(wire.matrix, length, index, extended))
+
+    def withdraw(self) -> None:
+        """The node may not act: every command (CONNECT, a name written) not yet on the
+        line is dropped, and the one in flight is never sent again (the codec's stop-and-
+        wait queue and its re-sends). Reads and keepalives go on."""
+        dropped = self.codec.withdraw(lambda m: isinstance(m, (Connect, UpdateName)))
+        for message in dropped:
+            self._request_jobs.pop(id(message), None)
+            if isinstance(message, Connect):
+                key = self._key_of(message)
+                waiting = self._awaiting.get(key) if key is not None else None
+                if waiting is not None and waiting.message is message:
+                    del self._awaiting[key]
+        if dropped:
+            log.info("router '%s': %d command(s) not sent: this node may not act now",
+                     self.spec.id, len(dropped))
 
     def keepalive(self, now: float) -> None:
         self._now = now

@@ -323,6 +323,28 @@ def test_commands_in_flight_are_bounded():
     assert drain(s) == b"4%5%"
 
 
+def test_withdraw_drops_ties_and_names_not_yet_sent_and_reads_go_on(caplog):
+    """The fence (docs/plugins.md): once the node may not act, the ties and names still
+    waiting for a place in the window never go out; the one sent stays sent (SIS re-sends
+    nothing) and keepalives and reads go on."""
+    s = synced(max_in_flight=1)
+    s.route([Crosspoint(0, 0, 1)], "op")
+    s.route([Crosspoint(0, 1, 0)], "op")
+    s.set_label(SOURCE, 0, "CAM A")
+    assert drain(s) == b"2*1%"
+    with caplog.at_level(logging.INFO):
+        s.withdraw()
+    assert "2 command(s) not sent: this node may not act now" in caplog.text
+    assert tallies(s.receive_data(b"Out01 In02 Vid\r\n", 2.0)) == [Crosspoint(0, 0, 1)]
+    assert drain(s) == b""
+    s.keepalive(30.0)
+    assert drain(s) == b"Q"
+    s.route([Crosspoint(0, 1, 1)], "op")  # the node may act again: commands flow
+    assert drain(s) == b""  # the keepalive holds the window
+    s.receive_data(b"1.23\r\n", 30.5)
+    assert drain(s) == b"2*2%"
+
+
 # -- changes made elsewhere ---------------------------------------------------------------
 
 

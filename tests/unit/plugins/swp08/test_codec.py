@@ -47,6 +47,7 @@ from tieline.plugins.swp08.codec import (
     Undelivered,
     UnknownMessage,
     UpdateName,
+    Withdrawn,
     checksum,
     command_of,
     decode_message,
@@ -404,6 +405,44 @@ def test_a_frame_sent_without_the_time_is_timed_from_the_next_call_that_knows_it
     assert codec.next_deadline() == 6.0
     codec.tick(6.0)
     assert codec.data_to_send().count(b"\x10\x02") == 2  # sent, then re-sent once
+
+
+def _is_connect(message) -> bool:
+    return isinstance(message, Connect)
+
+
+def test_withdraw_drops_queued_commands_and_never_re_sends_the_one_on_the_line():
+    """A node that may no longer act (its fence expired) takes its commands back: those
+    queued behind the one in flight never go out, and the one in flight is not sent
+    again when its ACK is late; reads go on."""
+    codec = Codec(Role.CONTROLLER, ack_timeout_s=1.0)
+    first, second, read = Connect(0, 0, 1, 1), Connect(0, 0, 2, 2), Interrogate(0, 0, 5)
+    for message in (first, second, read):
+        codec.send(message, 10.0)
+    assert codec.data_to_send() == encode_frame(encode_message(first))  # on the line
+    assert codec.withdraw(_is_connect) == [second]
+    codec.tick(11.0)  # no ACK for the first in time: not re-sent, the read goes next
+    assert [type(e) for e in codec.events()] == [Withdrawn]
+    assert codec.data_to_send() == encode_frame(encode_message(read))
+    assert codec.stats.retransmissions == 0
+
+
+def test_withdraw_takes_back_a_frame_or_a_re_send_not_yet_handed_out():
+    codec = Codec(Role.CONTROLLER, ack_timeout_s=1.0)
+    first, read = Connect(0, 0, 1, 1), Interrogate(0, 0, 5)
+    codec.send(first, 0.0)
+    codec.send(read, 0.0)
+    assert codec.withdraw(_is_connect) == [first]  # never on the line: dropped
+    assert codec.data_to_send() == encode_frame(encode_message(read))
+
+    codec = Codec(Role.CONTROLLER, ack_timeout_s=1.0)
+    codec.send(first, 0.0)
+    assert codec.data_to_send() == encode_frame(encode_message(first))
+    codec.tick(1.0)  # the re-send is queued for the line, but not handed out yet
+    assert codec.withdraw(_is_connect) == []  # the first copy may have arrived: it waits
+    assert codec.data_to_send() == b""
+    codec.receive_data(ACK_BYTES, 1.5)  # a late ACK for it is still its own
+    assert [type(e) for e in codec.events()] == [Delivered]
 
 
 def test_replies_are_read_while_an_ack_is_awaited():
