@@ -122,7 +122,8 @@ _ERRORS: dict[str, type[RequestError]] = {
     cls.code: cls
     for cls in (errors.InvalidRequest, errors.NotFound, errors.OutOfRange,
                 errors.NotAuthenticated, errors.PermissionDenied, errors.Refused,
-                errors.RouterOffline, errors.ConfirmTimeout, errors.ReadOnly)
+                errors.RouterOffline, errors.ConfirmTimeout, errors.ReadOnly,
+                errors.NotSaved)
 }
 
 

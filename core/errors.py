@@ -25,7 +25,8 @@ The tree::
         ├── RouterOffline             the router's link is down              code "offline"
         ├── ConfirmTimeout            no tally confirmed the request in time code "timeout"
         ├── NodeStandby               this node is standby (.active)         code "standby"
-        └── ReadOnly                  settings may not be written now        code "read_only"
+        ├── ReadOnly                  settings may not be written now        code "read_only"
+        └── NotSaved                  a settings file could not be written   code "not_saved"
 
 Messages name the thing, the expectation and the fix; data stays available as attributes.
 """
@@ -179,3 +180,11 @@ class NodeStandby(RequestError):
 
 class ReadOnly(RequestError):
     code = "read_only"
+
+
+class NotSaved(RequestError):
+    """A settings file could not be written (a full disk, a read-only filesystem, lost
+    permissions): nothing changed, neither on disk nor in the node. Not a bug in tieline:
+    the machine's state, which the message names."""
+
+    code = "not_saved"

@@ -238,6 +238,10 @@ ERROR_CODES: dict[str, str] = {
                "renewed) answers the same way: retry shortly.",
     "read_only": "Settings may not be written now (a backup is active); labels kept in "
                  "settings cannot be changed.",
+    "not_saved": "A settings file (labels, salvos, users, members) could not be written: "
+                 "a full disk, a read-only filesystem. The message names the file and the "
+                 "reason; nothing changed, neither on disk nor in the node. Free space, "
+                 "then send the request again.",
     "error": "An internal error in tieline or in a plugin command (a bug: the message names "
              "the exception). Only that request failed.",
 }

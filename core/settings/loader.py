@@ -50,8 +50,9 @@ from ..addresses import FORMATS, parse_hostport
 from ..apis import TlsFileError, server_tls_context
 from ..auth import User
 from ..ops.discovery import parse_interfaces
-from ..errors import InvalidRequest, SettingsError, SettingsProblem
+from ..errors import InvalidRequest, NotSaved, SettingsError, SettingsProblem
 from ..failover import Role
+from ..logs import RateLimitedLog
 from .jsonfile import JsonDocument, JsonFileError, json_path, load_json, write_json_atomic
 from ..model import Crosspoint, Permission, PortKind, RouterSpec, Salvo
 
@@ -777,7 +778,27 @@ def change_failover_peers(folder: Path, peers: list[str]) -> None:
         if errors:
             raise InvalidRequest(f"refusing to write an invalid {MAIN_FILE}: {errors[0].message}")
 
-    write_json_atomic(path, data, validate=validate)
+    _write_file(path, data, validate=validate)
+
+
+#: a write that fails for the machine's reasons (a full disk) is logged once a minute per
+#: file and reason, without a traceback: it is not a bug, and a client may retry in a loop
+_not_saved = RateLimitedLog(log, interval_s=60.0)
+
+
+def _write_file(path: Path, data: object, **options: Any) -> None:
+    """:func:`write_json_atomic`, with an OSError (full disk, read-only filesystem, lost
+    permissions) refused as :class:`NotSaved` naming the file and the reason: the file is
+    unchanged, and so is everything the request would have changed."""
+    try:
+        write_json_atomic(path, data, **options)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        message = (f"{path.name} not written in {path.parent}: {reason}; nothing changed. "
+                   "Free space on (or make writable) the settings folder's filesystem, "
+                   "then send the request again")
+        _not_saved.log((str(path), exc.errno), logging.ERROR, "%s", message)
+        raise NotSaved(message) from None
 
 
 class SettingsStore:
@@ -809,7 +830,7 @@ class SettingsStore:
                 )
                 raise InvalidRequest(f"refusing to write an invalid {name}: {detail}")
 
-        write_json_atomic(self.folder / name, data, validate=validate, new_mode=new_mode)
+        _write_file(self.folder / name, data, validate=validate, new_mode=new_mode)
         self.written(name)
 
     def save_label(self, router: str, kind: PortKind, index: int, text: str) -> None:

@@ -18,7 +18,7 @@ EXPECTED = [
     "CrosspointsChanged", "DeviceOffline", "DeviceOnline", "DeviceReport", "Driver",
     "DriverSession", "Event", "EventBus", "InvalidRequest", "LabelRefused", "LabelReport",
     "LabelsChanged", "LinkError", "NodeStandby", "NodeStatusChanged", "NotAuthenticated",
-    "NotFound", "OutOfRange", "PermissionDenied", "PluginError", "PortKind", "Principal",
+    "NotFound", "NotSaved", "OutOfRange", "PermissionDenied", "PluginError", "PortKind", "Principal",
     "Protect", "ProtectChanged", "ProtectKind", "ProtectReport", "Protected", "RateLimitedLog",
     "ReadOnly", "Refused", "RemoteProtocolError", "RequestError", "RequestRefused",
     "RouteRequest", "RouterOffline", "RouterSpec", "RouterState", "Salvo", "SalvoResult",
