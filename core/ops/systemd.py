@@ -22,7 +22,6 @@ leaves tieline's settings folder, network and serial lines usable).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import re
@@ -34,6 +33,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from ..events import NodeStatusChanged, Subscription
+from ..settings.jsonfile import write_bytes_atomic
 
 if TYPE_CHECKING:
     from ..node import Node
@@ -295,19 +295,7 @@ WantedBy=multi-user.target
 
 def write_unit(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically (mode 0644), replacing any previous unit."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+    write_bytes_atomic(path, text.encode("utf-8"), mode=0o644)
 
 
 __all__ = ["ServiceNotifier", "notify", "tieline_executable", "unit_file", "watchdog_interval",

@@ -26,12 +26,15 @@ column and JSON path of the value.
 Writing
 =======
 
-:func:`write_json_atomic` replaces a file so that a crash (the process killed, the machine
-losing power) at any instant leaves at the file's name either the complete old content or
-the complete new content — never a mix, never a truncated file, never nothing:
+:func:`write_json_atomic` (and :func:`write_bytes_atomic`, which it builds on, for any
+bytes: the cluster key, the systemd unit) replaces a file so that a crash (the process
+killed, the machine losing power) at any instant leaves at the file's name either the
+complete old content or the complete new content — never a mix, never a truncated file,
+never nothing:
 
 1. the new content is validated and serialised in memory first; a refusal or a
-   serialisation error happens before anything on disk is touched;
+   serialisation error happens before anything on disk is touched (from here on,
+   :func:`write_bytes_atomic`);
 2. it is written to a new temporary file in the *same directory* (so the same
    filesystem), named ``.<name>.<random>.tmp``, then flushed and ``fsync``\\ ed: once
    ``fsync`` returns, the new bytes are on stable storage. Until step 4 the target's name
@@ -83,6 +86,7 @@ __all__ = [
     "JsonFileError",
     "json_path",
     "load_json",
+    "write_bytes_atomic",
     "write_json_atomic",
 ]
 
@@ -528,25 +532,54 @@ def write_json_atomic(
         validate(data)
     payload = (json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False)
                + "\n").encode("utf-8")
+    write_bytes_atomic(path, payload, new_mode=new_mode, keep_previous=keep_previous)
+
+
+def write_bytes_atomic(
+    path: Path,
+    data: bytes,
+    *,
+    mode: int | None = None,
+    new_mode: int | None = None,
+    keep_previous: bool = False,
+) -> None:
+    """Replace the file at ``path`` with ``data``, atomically and durably.
+
+    Steps 2 to 5 of the module docstring: the bytes go to a new temporary file next to
+    ``path``, are ``fsync``\\ ed, the temporary file is renamed onto ``path`` and the folder
+    is ``fsync``\\ ed. The settings and state files (through :func:`write_json_atomic`),
+    the cluster key and the systemd unit are written this way.
+
+    :param path: the file to write; its directory must exist.
+    :param data: the file's new content.
+    :param mode: the file's permission bits, exactly, whatever the umask and whatever the
+        replaced file had (``0o600`` for a private key); set before any byte is written.
+    :param new_mode: when ``mode`` is None: permission bits for a file that does not exist
+        yet. An existing file keeps its mode; a new one without ``new_mode`` gets
+        ``0o666`` minus the umask.
+    :param keep_previous: keep the file being replaced, if there is one, as ``<name>.prev``.
+    :raises OSError: the file cannot be written. The temporary file is removed and
+        ``path`` is unchanged.
+    """
     path = Path(path)
     folder = path.parent
-    try:
-        mode: int | None = stat.S_IMODE(os.stat(path).st_mode)
-    except FileNotFoundError:
-        mode = None  # a new file: new_mode, or the usual 0o666 minus the umask
-    keep_old = mode is not None
     if mode is None:
-        mode = new_mode
-    fd, tmp = _create_temp(folder, path.name)
+        try:
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+        except FileNotFoundError:
+            mode = new_mode  # a new file: new_mode, or the usual 0o666 minus the umask
+    # a file with a mode of its own is created private and then given it: never, not even
+    # empty, readable by more than the mode allows
+    fd, tmp = _create_temp(folder, path.name, permissions=0o666 if mode is None else 0o600)
     renamed = False
     try:
         with open(fd, "wb") as out:
             if mode is not None:
                 os.fchmod(out.fileno(), mode)  # before any byte is written: users.json is 0600
-            out.write(payload)
+            out.write(data)
             out.flush()
             os.fsync(out.fileno())
-        if keep_previous and keep_old:
+        if keep_previous:
             _keep_previous(path)
         os.replace(tmp, path)
         renamed = True
@@ -562,12 +595,16 @@ def _temp_path(folder: Path, name: str, suffix: str = ".tmp") -> Path:
     return folder / f".{name}.{secrets.token_hex(6)}{suffix}"
 
 
-def _create_temp(folder: Path, name: str, suffix: str = ".tmp") -> tuple[int, Path]:
-    """Create a new, empty temporary file next to ``name``; its fd and path."""
+def _create_temp(folder: Path, name: str, suffix: str = ".tmp", *,
+                 permissions: int = 0o666) -> tuple[int, Path]:
+    """Create a new, empty temporary file next to ``name``; its fd and path.
+
+    ``permissions`` are given to ``open(2)``, so the umask applies.
+    """
     while True:
         tmp = _temp_path(folder, name, suffix)
         try:
-            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, permissions), tmp
         except FileExistsError:  # pragma: no cover - 48 random bits collided
             continue
 

@@ -25,6 +25,7 @@ from tieline.settings.jsonfile import (
     JsonFileError,
     json_path,
     load_json,
+    write_bytes_atomic,
     write_json_atomic,
 )
 
@@ -646,6 +647,86 @@ def test_leftover_temp_files_are_not_read(tmp_path: Path) -> None:
     assert load_json(target).data == {"good": True}
     write_json_atomic(target, {"good": "still"})
     assert load_json(target).data == {"good": "still"}
+
+
+def test_bytes_are_written_as_they_are(tmp_path: Path) -> None:
+    target = tmp_path / "cluster.key.pub"
+    write_bytes_atomic(target, b"ssh-ed25519 AAAA tieline cluster key\n")
+    write_bytes_atomic(target, b"\x00\xff no newline")
+    assert target.read_bytes() == b"\x00\xff no newline"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cluster.key.pub"]  # no .prev
+
+
+def test_bytes_with_a_mode_get_exactly_it(tmp_path: Path) -> None:
+    """``mode`` wins over the umask and over the replaced file's mode (a private key)."""
+    target = tmp_path / "cluster.key"
+    umask = os.umask(0o077)
+    try:
+        write_bytes_atomic(target, b"public", mode=0o644)
+        assert stat.S_IMODE(target.stat().st_mode) == 0o644
+        write_bytes_atomic(target, b"private", mode=0o600, keep_previous=True)
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert (tmp_path / "cluster.key.prev").read_bytes() == b"public"
+
+
+def test_bytes_without_a_mode_keep_the_old_one_or_take_new_mode(tmp_path: Path) -> None:
+    target = tmp_path / "users.json"
+    write_bytes_atomic(target, b"1", new_mode=0o600)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    target.chmod(0o640)
+    write_bytes_atomic(target, b"2", new_mode=0o600)  # only for a file that is not there
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+    umask = os.umask(0o022)
+    try:
+        write_bytes_atomic(tmp_path / "plain", b"3")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "plain").stat().st_mode) == 0o644
+
+
+def test_a_private_file_is_never_readable_by_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between the temporary file's creation and its chmod, only its owner may read it."""
+    seen = []
+    fchmod = os.fchmod
+
+    def spy(fd: int, mode: int) -> None:
+        seen.append((stat.S_IMODE(os.fstat(fd).st_mode), mode))
+        fchmod(fd, mode)
+
+    monkeypatch.setattr(os, "fchmod", spy)
+    umask = os.umask(0)
+    try:
+        write_bytes_atomic(tmp_path / "cluster.key", b"secret", mode=0o600)
+        write_bytes_atomic(tmp_path / "cluster.key.pub", b"public", mode=0o644)
+    finally:
+        os.umask(umask)
+    assert seen == [(0o600, 0o600), (0o600, 0o644)]
+
+
+def test_bytes_keep_previous_only_when_there_was_a_file(tmp_path: Path) -> None:
+    target = tmp_path / "state"
+    write_bytes_atomic(target, b"one", keep_previous=True)
+    assert not (tmp_path / "state.prev").exists()
+    write_bytes_atomic(target, b"two", keep_previous=True)
+    write_bytes_atomic(target, b"three")
+    assert (tmp_path / "state.prev").read_bytes() == b"one"
+    assert target.read_bytes() == b"three"
+    assert temp_files(tmp_path) == []
+
+
+def test_bytes_that_cannot_be_written_change_nothing(tmp_path: Path) -> None:
+    target = tmp_path / "tieline.service"
+    target.mkdir()  # os.replace(file, directory) fails
+    with pytest.raises(OSError):
+        write_bytes_atomic(target, b"[Unit]\n", mode=0o644)
+    assert temp_files(tmp_path) == []
+    assert target.is_dir()
+    with pytest.raises(FileNotFoundError):
+        write_bytes_atomic(tmp_path / "nowhere" / "cluster.key", b"x", mode=0o600)
 
 
 # -------------------------------------------------------------------------------------------
