@@ -5,10 +5,14 @@ implements any of the hooks below with :data:`tieline.hookimpl`. Hooks are calle
 keyword arguments only, and a plugin may accept any subset of a hook's arguments.
 
 Hooks are synchronous. Where noted, a hook may return an awaitable, which the core awaits
-(``tieline.plugins.await_me_maybe``).
+(``tieline.await_me_maybe``).
 
-A hook that raises is reported by the plugin's name; the node keeps running unless its
-settings depend on what the plugin failed to provide.
+The core calls every hook through pluggy, so hook wrappers
+(``@tieline.hookimpl(wrapper=True)``) and pluggy's tracing see each call. A hook that
+raises (or whose awaitable raises) is reported by the plugin's name and contributes
+nothing; the node keeps running unless its settings depend on what the plugin failed to
+provide. A policy that raises in ``tieline_route_requested`` refuses the route (see
+``tieline.plugin_manager``).
 """
 
 from __future__ import annotations

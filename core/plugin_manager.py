@@ -3,14 +3,41 @@
 Bundled plugins are entry points exactly like third-party ones. A plugin that fails at
 import, fails pluggy's validation (a misspelt hook), or raises in a hook is reported by
 name and left out; the node goes on unless its settings need what that plugin provides.
+
+Every hook is called through pluggy (``pm.hook.<name>(...)``), so a plugin's hook wrappers
+(``@tieline.hookimpl(wrapper=True)``) see every call, and pluggy's tracing
+(``pm.trace.root.setwriter`` with ``pm.enable_tracing()``, or
+``pm.add_hookcall_monitoring``) records it. Failures are isolated in one place,
+:class:`IsolatingPluginManager`: when a plugin is registered, each of its hook
+implementations is replaced in pluggy's ``HookImpl`` by a guard around it (the way pytest's
+``PytestPluginManager`` adapts registration), so the call still runs in pluggy's
+``_multicall``, between the wrappers, in pluggy's order. A guard that catches an exception
+logs a :class:`~tieline.errors.PluginError` naming the plugin and the hook, with the
+traceback, and then:
+
+- an implementation contributes nothing (as if it had returned ``None``); the other
+  plugins' results stand. An awaitable it returns is guarded the same way when awaited;
+- on a ``firstresult`` hook (``tieline_route_requested``) it raises that PluginError
+  instead, ending the call as pluggy ends a call that raises: skipping a broken policy
+  would let the next one decide in its place. :meth:`Plugins.route_requested` turns it into
+  a refusal naming the plugin;
+- a hook wrapper that raises (before or after its ``yield``), never yields or yields twice
+  steps aside: the call goes on, and the result is what it would have been without it.
+
+Results carry no plugin name in pluggy; :meth:`Plugins.call_each` learns whose each result
+is from the guards, which note what their implementation (or a wrapper, for what it adds)
+returned during that call.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib.metadata
 import inspect
 import logging
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,8 +83,139 @@ class PluginInfo:
         }
 
 
+#: What a guard notes of one hook call: ``id(result) -> (plugin name, result)``.
+Owners = dict[int, tuple[str, Any]]
+
+
+class IsolatingPluginManager(pluggy.PluginManager):
+    """pluggy's PluginManager for the project ``tieline``, guarding every hook
+    implementation and hook wrapper it registers (see the module docstring)."""
+
+    def __init__(self) -> None:
+        super().__init__("tieline")
+        self._calls = threading.local()  # the calls of call_each under way: [(hook, owners)]
+
+    def register(self, plugin: object, name: str | None = None) -> str | None:
+        """Register ``plugin`` as pluggy does, then guard each of its hook functions."""
+        registered = super().register(plugin, name)
+        if registered is not None:  # (None: a blocked name)
+            for caller in self.get_hookcallers(plugin) or ():
+                firstresult = bool(caller.spec and caller.spec.opts.get("firstresult"))
+                for impl in caller.get_hookimpls():
+                    if impl.plugin is plugin:
+                        # HookImpl.function is Final to pluggy's type checks, not at run time
+                        impl.function = _guard(impl, caller.name, firstresult, self._note)
+        return registered
+
+    @contextlib.contextmanager
+    def owners(self, hook_name: str) -> Iterator[Owners]:
+        """While the block calls ``hook_name``, note which plugin returned each result."""
+        calls = self._calls.__dict__.setdefault("stack", [])
+        owners: Owners = {}
+        calls.append((hook_name, owners))
+        try:
+            yield owners
+        finally:
+            calls.pop()
+
+    def _note(self, hook_name: str, plugin: str, result: Any) -> None:
+        calls = self._calls.__dict__.get("stack")
+        if calls and calls[-1][0] == hook_name:
+            calls[-1][1].setdefault(id(result), (plugin, result))  # (kept alive: ids unique)
+
+
+def _guard(impl: pluggy.HookImpl, hook_name: str, firstresult: bool,
+           note: Callable[[str, str, Any], None]) -> Callable[..., Any]:
+    """The function pluggy calls in place of ``impl.function``: the one place where a
+    plugin's failure in a hook is caught, reported and isolated."""
+    function, plugin = impl.function, impl.plugin_name
+
+    def failed(exc: BaseException) -> None:
+        error = PluginError(plugin, f"hook {hook_name} raised {type(exc).__name__}: {exc}")
+        log.error("%s", error, exc_info=exc)
+        if firstresult:  # skipping it would let the next implementation decide in its place
+            raise error from exc
+
+    if impl.wrapper or impl.hookwrapper:
+
+        @functools.wraps(function)
+        def wrapper(*args: Any, **kwargs: Any) -> Generator[None, Any, Any]:
+            try:
+                teardown = function(*args, **kwargs)
+                next(teardown)
+            except StopIteration:
+                failed(RuntimeError("the hook wrapper did not yield"))
+                return (yield)
+            except Exception as exc:  # a plugin's bug must not take the node down
+                failed(exc)
+                return (yield)
+            try:
+                outcome = yield
+            except BaseException as exc:  # raised by an implementation or an inner wrapper
+                result, bug = _resume(teardown, throw=exc)
+                if bug is exc:
+                    raise
+                if bug is not None:
+                    failed(bug)
+                    raise
+            else:  # a new-style wrapper is sent the result, an old-style one a pluggy.Result
+                result, bug = _resume(teardown, send=outcome)
+                if bug is not None:
+                    failed(bug)
+                    return outcome
+                if impl.hookwrapper:  # its result is what it left in the pluggy.Result
+                    result = outcome.get_result() if outcome.exception is None else None
+            if not firstresult and isinstance(result, list):
+                for item in result:  # what the wrapper added is its own
+                    note(hook_name, plugin, item)
+            return None if impl.hookwrapper else result
+
+        return wrapper
+
+    async def awaited(awaitable: Any) -> Any:
+        try:
+            return await awaitable
+        except Exception as exc:  # a plugin's bug must not take the node down
+            failed(exc)
+            return None
+
+    @functools.wraps(function)
+    def implementation(*args: Any, **kwargs: Any) -> Any:
+        try:
+            result = function(*args, **kwargs)
+        except Exception as exc:  # a plugin's bug must not take the node down
+            failed(exc)
+            return None
+        if result is not None:
+            if inspect.isawaitable(result):
+                result = awaited(result)
+            note(hook_name, plugin, result)
+        return result
+
+    return implementation
+
+
+def _resume(teardown: Generator[None, Any, Any], *, send: Any = None,
+            throw: BaseException | None = None) -> tuple[Any, BaseException | None]:
+    """Run a hook wrapper after its ``yield``: ``(its result, None)``, or ``(None, what
+    went wrong)`` when it raised (maybe ``throw`` itself) or yielded again."""
+    try:
+        if throw is not None:
+            teardown.throw(throw)
+        else:
+            teardown.send(send)
+    except StopIteration as stop:
+        return stop.value, None
+    except Exception as exc:  # a plugin's bug must not take the node down
+        return None, exc
+    with contextlib.suppress(Exception):
+        teardown.close()
+    return None, RuntimeError("the hook wrapper yielded twice")
+
+
 class Plugins:
-    """A pluggy PluginManager for one node, with failure isolation per plugin.
+    """The plugins of one node: an :class:`IsolatingPluginManager` (``pm``), what each
+    plugin is (``infos``), and what their hooks provide.
 
     :param disabled: names of entry points not to load (from settings ``plugins.disabled``).
     :param entry_points: load the ``tieline`` entry-point group (False in a few unit tests
@@ -65,7 +223,7 @@ class Plugins:
     """
 
     def __init__(self, disabled: Iterable[str] = (), *, entry_points: bool = True) -> None:
-        self.pm = pluggy.PluginManager("tieline")
+        self.pm = IsolatingPluginManager()
         self.pm.add_hookspecs(hookspecs)
         self.disabled = set(disabled)
         self.infos: dict[str, PluginInfo] = {}
@@ -146,37 +304,20 @@ class Plugins:
 
     # -- calling hooks -----------------------------------------------------------------
     def call_each(self, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
-        """Call every implementation of a hook separately; a failing one is reported and skipped.
+        """Call a hook through pluggy; a failing implementation is reported and skipped.
 
-        :returns: ``(plugin name, result)`` pairs in pluggy's call order, None results left out.
+        :returns: ``(plugin name, result)`` pairs in pluggy's call order, None results left
+            out; a result a hook wrapper put in is the wrapper's plugin's.
         """
-        caller = getattr(self.pm.hook, hook_name)
-        results = []
-        for impl in reversed(caller.get_hookimpls()):
-            if impl.hookwrapper or impl.wrapper:
-                continue
-            try:
-                result = impl.function(*[kwargs[arg] for arg in impl.argnames])
-            except Exception as exc:  # a plugin's bug must not take the node down
-                self._hook_failed(impl.plugin_name, hook_name, exc)
-                continue
-            if result is not None:
-                results.append((impl.plugin_name, result))
-        return results
+        with self.pm.owners(hook_name) as owners:
+            results = getattr(self.pm.hook, hook_name)(**kwargs)
+        return [(owners.get(id(result), ("?",))[0], result) for result in results]
 
     async def notify(self, hook_name: str, **kwargs: Any) -> None:
-        """Call a notification hook, awaiting awaitable results; failures are logged by plugin."""
-        for plugin_name, result in self.call_each(hook_name, **kwargs):
-            try:
-                await await_me_maybe(result)
-            except Exception as exc:  # a plugin's bug must not take the node down
-                self._hook_failed(plugin_name, hook_name, exc)
-
-    def _hook_failed(self, plugin: str, hook: str, exc: Exception) -> None:
-        log.error(
-            "%s", PluginError(plugin, f"hook {hook} raised {type(exc).__name__}: {exc}"),
-            exc_info=exc,
-        )
+        """Call a notification hook through pluggy, awaiting awaitable results in turn; a
+        failure, in the call or in the awaitable, is logged by plugin (by the guards)."""
+        for result in getattr(self.pm.hook, hook_name)(**kwargs):
+            await await_me_maybe(result)
 
     def _collect(self, hook_name: str, kind: str) -> dict[str, tuple[str, Any]]:
         """Merge ``name -> class`` results of a registration hook; duplicates are refused."""
@@ -240,15 +381,12 @@ class Plugins:
         A policy plugin that raises refuses the request too (a broken policy must not be
         bypassed silently); the reason names the plugin.
         """
-        for impl in reversed(self.pm.hook.tieline_route_requested.get_hookimpls()):
-            try:
-                reason = impl.function(*[{"request": request}[a] for a in impl.argnames])
-            except Exception as exc:  # a plugin's bug must not take the node down
-                self._hook_failed(impl.plugin_name, "tieline_route_requested", exc)
-                return f"policy plugin '{impl.plugin_name}' failed: {type(exc).__name__}: {exc}"
-            if reason is not None:
-                return str(reason)
-        return None
+        try:
+            reason = self.pm.hook.tieline_route_requested(request=request)
+        except PluginError as exc:  # raised by a guard: the failure is logged already
+            cause = exc.__cause__
+            return f"policy plugin '{exc.plugin}' failed: {type(cause).__name__}: {cause}"
+        return None if reason is None else str(reason)
 
     def plugin_for(self, kind: str, name: str) -> str:
         """A hint for an unknown driver/API/strategy name: which plugins failed to load, and
