@@ -233,6 +233,10 @@ class EpochStore:
         return self.raise_to(max(self.epoch, seen) + 1)
 
 
+#: how often nodes on the peer link send their heartbeats, unless settings say otherwise
+PEER_HEARTBEAT_MS = 200
+
+
 def peer_link_schema(extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The ``failover`` keys every strategy over the peer link shares, plus ``extra``."""
     properties: dict[str, Any] = {
@@ -248,7 +252,8 @@ def peer_link_schema(extra: dict[str, Any] | None = None) -> dict[str, Any]:
         "advertise": {"type": "string", "format": "ws-url",
                       "description": "The WebSocket URL clients use to reach this node "
                                      "(default: the URLs its client APIs give)."},
-        "heartbeat_ms": {"type": "integer", "minimum": 20, "maximum": 10000, "default": 250,
+        "heartbeat_ms": {"type": "integer", "minimum": 20, "maximum": 10000,
+                         "default": PEER_HEARTBEAT_MS,
                          "description": "How often nodes tell each other they are alive."},
     }
     properties.update(extra or {})

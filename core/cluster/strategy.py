@@ -25,7 +25,7 @@ from typing import Any
 
 from ..errors import ReadOnly
 from ..events import SettingsChanged
-from ..failover import Role, Strategy
+from ..failover import PEER_HEARTBEAT_MS, Role, Strategy
 from .peerlink import PeerLink, load_cluster_key
 from .replication import SettingsReplicator
 from ..settings.loader import change_failover_peers
@@ -72,7 +72,7 @@ class PeerLinkStrategy(Strategy):
 
     def __init__(self, node: Any, options: dict[str, Any]) -> None:
         super().__init__(node, options)
-        self.heartbeat_s = options.get("heartbeat_ms", 250) / 1000
+        self.heartbeat_s = options.get("heartbeat_ms", PEER_HEARTBEAT_MS) / 1000
         self.role = node.settings.role
         self.clock = node.failover.clock
         self.peers: dict[str, PeerView] = {a: PeerView(a) for a in options["peers"]}
@@ -226,7 +226,7 @@ class PeerLinkStrategy(Strategy):
             while True:
                 await self.tick()
                 self.send_heartbeats()
-                await asyncio.sleep(self.heartbeat_s)
+                await asyncio.sleep(self.next_tick_s())
         finally:
             watcher.cancel()
             changes.close()
@@ -234,6 +234,12 @@ class PeerLinkStrategy(Strategy):
 
     async def started(self) -> None:
         """Called once the peer link listens, before the first tick."""
+
+    def next_tick_s(self) -> float:
+        """Seconds until the next tick: a heartbeat, or sooner when a decision falls due
+        before it (a standby's lease expiring), so that it is taken on time, not up to a
+        heartbeat late."""
+        return self.heartbeat_s
 
     def link_timeout_s(self) -> float:
         """How long a silent peer link connection lives (SSH keepalives)."""

@@ -94,6 +94,8 @@ class Node:
     events: list[NodeEvent]
     process: subprocess.Popen | None = None
     paused: bool = False
+    #: the command that runs ``tieline`` (tests/chaos/soak.py runs it with timing probes)
+    command: list[str] = field(default_factory=lambda: [TIELINE])
 
     @property
     def url(self) -> str:
@@ -110,7 +112,7 @@ class Node:
     async def start(self) -> None:
         out = open(self.log, "ab")  # noqa: SIM115 - closed with the process
         self.process = subprocess.Popen(
-            [*self.prefix, TIELINE, "run", "--settings", str(self.folder), "--log-level",
+            [*self.prefix, *self.command, "run", "--settings", str(self.folder), "--log-level",
              "INFO"], stdout=out, stderr=subprocess.STDOUT)
         out.close()
         self.paused = False
@@ -282,7 +284,8 @@ class ChaosCluster:
                 proxy = FaultProxy(
                     address, address, socket_factory=self.net.socket_factory(dialler),
                     connect_factory=self.net.socket_factory(peer),
-                    seed=self.seed, name=f"peer link {dialler}->{peer}")
+                    seed=self.seed, name=f"peer link {dialler}->{peer}",
+                    linear_retries=6)  # the nodes set TCP_THIN_LINEAR_TIMEOUTS
                 self.peer_proxies[(dialler, peer)] = await proxy.start()
         # the main first, so that it is the active node when the backups join
         await self.nodes[self.main].start()

@@ -30,7 +30,10 @@ a loud fault, not a silent one). So the proxy plays what TCP makes of packet los
   heartbeats in the socket" case).
 * ``loss(p)``: each chunk is "lost" with probability ``p`` and so arrives one
   retransmission timeout (``rto_s``, doubled for each further loss of the same chunk) late,
-  and the chunks behind it wait for it (head-of-line blocking). Nothing is dropped.
+  and the chunks behind it wait for it (head-of-line blocking). Nothing is dropped. A
+  sender whose socket has Linux's ``TCP_THIN_LINEAR_TIMEOUTS`` (the peer link sets it)
+  keeps the timeout linear for its first 6 re-sends while the stream is thin: a proxy
+  standing for such a sender's path is made with ``linear_retries=6``.
 * ``delay(s)``: every chunk arrives ``s`` late, in order.
 
 ``cut`` is the loud fault (a link set down): open connections are reset (RST) and new
@@ -101,6 +104,8 @@ class FaultProxy:
     :param max_held: bytes held per direction of a connection before the proxy stops
         reading from the sender.
     :param rto_s: the retransmission delay a "lost" chunk suffers.
+    :param linear_retries: how many re-sends of one chunk wait ``rto_s`` each before the
+        timeout doubles (Linux's thin-stream linear timeouts: 6; plain TCP: 0).
     :param seed: for the loss draws (repeatable runs).
     :param socket_factory: makes the proxy's sockets (the listening one and each outgoing
         one), unconnected: a socket made in another network namespace stays there, so a
@@ -111,7 +116,7 @@ class FaultProxy:
 
     def __init__(self, listen: tuple[str, int], target: tuple[str, int], *,
                  bind: str | None = None, max_held: int = 1 << 20, rto_s: float = 0.2,
-                 seed: int | None = None, name: str = "proxy",
+                 linear_retries: int = 0, seed: int | None = None, name: str = "proxy",
                  socket_factory: Callable[[], Awaitable[socket.socket]] | None = None,
                  connect_factory: Callable[[], Awaitable[socket.socket]] | None = None,
                  ) -> None:
@@ -122,6 +127,7 @@ class FaultProxy:
         self.bind = bind
         self.max_held = max_held
         self.rto_s = rto_s
+        self.linear_retries = linear_retries
         self.name = name
         self.rng = random.Random(seed)
         self.impairments = {UP: Impairment(), DOWN: Impairment()}
@@ -296,11 +302,13 @@ class FaultProxy:
                     now = loop.time()
                     imp = self.impairments[direction]
                     due = now + imp.delay_s
-                    rto = self.rto_s
+                    rto, resends = self.rto_s, 0
                     while imp.loss and self.rng.random() < imp.loss:
                         stats.lost_chunks += 1
                         due += rto
-                        rto *= 2
+                        resends += 1
+                        if resends > self.linear_retries:
+                            rto *= 2
                     last_due = max(last_due, due)  # in order: never before the one ahead
                     queue.put_nowait((last_due, chunk))
             except (OSError, asyncio.IncompleteReadError):

@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import socket
+import sys
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -27,6 +28,7 @@ from tieline.cluster.peerlink import (
     PeerLinkError,
     PeerRequestRefused,
     PeerTimeout,
+    TCP_THIN_LINEAR_TIMEOUTS,
     format_address,
 )
 
@@ -148,13 +150,16 @@ async def test_two_nodes_exchange_messages_both_ways(key):
         await eventually(lambda: len(inbox_b.of_type("seq")) == 200, "200 messages")
         assert [m["i"] for m in inbox_b.of_type("seq")] == list(range(200))
 
-        # Nagle is off on both ends of both connections
+        # Nagle is off on both ends of both connections, and a lost segment of this thin
+        # stream is re-sent after linear timeouts, not doubling ones (Linux)
         conns = [a._outgoing[to_b].conn, b._outgoing[to_a].conn,
                  *a._server_conns, *b._server_conns]
         assert len(conns) == 4
         for conn in conns:
             sock = conn.get_extra_info("socket")
             assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            if sys.platform.startswith("linux"):
+                assert sock.getsockopt(socket.IPPROTO_TCP, TCP_THIN_LINEAR_TIMEOUTS)
 
 
 async def test_three_nodes_broadcast(key):
