@@ -91,7 +91,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     )
     from .kit.emulation import DeviceEmulator, EmulatorPeer
     from .kit.framing import LineFramer
-    from .logs import RateLimitedLog
+    from .logs import LogOnce, RateLimitedLog
     from .node import Node
     from .plugin_manager import (
         await_me_maybe,
@@ -171,6 +171,7 @@ _EXPORTS: dict[str, str] = {
     "UNKNOWN": "model",
     "ApiCommand": "apis",
     "ClientApi": "apis",
+    "LogOnce": "logs",
     "RateLimitedLog": "logs",
     "await_me_maybe": "plugin_manager",
     "hookimpl": "plugin_manager",
@@ -243,6 +244,7 @@ __all__ = [
     "LabelsChanged",
     "LineFramer",
     "LinkError",
+    "LogOnce",
     "Node",
     "NodeStandby",
     "NodeStatusChanged",

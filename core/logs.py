@@ -7,6 +7,12 @@ source address (the easy way) hides a second, different intruder from the same a
 the origin) at its level at most once per ``interval_s``, sends the others to DEBUG, and
 says in the next line it logs how many it held back. It keeps at most ``max_keys`` keys,
 forgetting the oldest, so that an endless stream of new keys cannot grow memory.
+
+A problem that lasts (a server unreachable, a device that answers in a dialect tieline only
+half knows, settings that do not match the device) is another case: it should be logged
+once when it starts and once when it ends, not every time it is seen again (STYLE.md
+point 17). :class:`LogOnce` logs each problem (a key) once until it is cleared, sends its
+repeats to DEBUG, and can log the recovery; it is bounded in the same way.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-__all__ = ["RateLimitedLog"]
+__all__ = ["LogOnce", "RateLimitedLog"]
 
 
 class RateLimitedLog:
@@ -64,3 +70,78 @@ class RateLimitedLog:
             self._last.popitem(last=False)
         self.logger.log(level, message, *args, exc_info=exc_info)
         return True
+
+
+class LogOnce:
+    """Log each problem once while it lasts, and again only after it was cleared.
+
+    A problem is a key the caller chooses (``"etcd"``, ``f"version {version}"``). The first
+    :meth:`log` of a key logs at its level; while the key is held, the next ones go to
+    DEBUG. :meth:`clear` ends the problem, and may log that it did (once, however often it
+    is called); the next :meth:`log` of the key is logged at its level again.
+
+    :param logger: where the lines go.
+    :param max_keys: problems held at most. When one more comes, the one seen longest ago
+        is forgotten (logged at its level again if it comes back): keys that a peer or a
+        device chooses cannot grow memory.
+
+    >>> problems = LogOnce(logging.getLogger("tieline.example"), max_keys=64)
+    >>> problems.log("etcd", logging.WARNING, "etcd unreachable (%s)", "connection refused")
+    True
+    >>> problems.log("etcd", logging.WARNING, "etcd unreachable (%s)", "timed out")
+    False
+    >>> problems.clear("etcd", logging.INFO, "etcd reachable again")
+    True
+    >>> problems.clear("etcd", logging.INFO, "etcd reachable again")
+    False
+    >>> problems.log("etcd", logging.WARNING, "etcd unreachable (%s)", "timed out")
+    True
+    """
+
+    def __init__(self, logger: logging.Logger, *, max_keys: int = 256) -> None:
+        if max_keys < 1:
+            raise ValueError(f"max_keys must be at least 1, not {max_keys}")
+        self.logger = logger
+        self.max_keys = max_keys
+        self._held: OrderedDict[object, None] = OrderedDict()
+
+    def log(self, key: object, level: int, message: str, *args: object,
+            exc_info: BaseException | None = None) -> bool:
+        """Log ``message % args`` at ``level`` if the problem ``key`` is not held yet (and
+        hold it), at DEBUG if it is.
+
+        :returns: whether it was logged at ``level``.
+        """
+        if key in self._held:
+            self._held.move_to_end(key)
+            self.logger.debug(message, *args, exc_info=exc_info)
+            return False
+        self._held[key] = None
+        while len(self._held) > self.max_keys:
+            self._held.popitem(last=False)
+        self.logger.log(level, message, *args, exc_info=exc_info)
+        return True
+
+    def clear(self, key: object = None, level: int = logging.INFO,
+              message: str | None = None, *args: object) -> bool:
+        """End the problem ``key`` (every problem if ``key`` is None), and log ``message %
+        args`` at ``level`` if one was held.
+
+        :returns: whether a problem was held (and so the message logged).
+        """
+        if key is None:
+            held = bool(self._held)
+            self._held.clear()
+        else:
+            held = key in self._held
+            self._held.pop(key, None)
+        if held and message is not None:
+            self.logger.log(level, message, *args)
+        return held
+
+    def __contains__(self, key: object) -> bool:
+        """Whether the problem ``key`` is held (logged, not cleared since)."""
+        return key in self._held
+
+    def __len__(self) -> int:
+        return len(self._held)

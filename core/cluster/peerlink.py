@@ -89,7 +89,7 @@ import asyncssh
 
 from ..devices import backoff
 from ..errors import RemoteProtocolError, RequestError, TielineError
-from ..logs import RateLimitedLog
+from ..logs import LogOnce, RateLimitedLog
 from ..settings.jsonfile import write_bytes_atomic
 from ..transports import parse_hostport
 
@@ -201,8 +201,8 @@ def generate_cluster_key(folder: Path, name: str = DEFAULT_KEY_NAME, *,
     return path
 
 
-#: (key file, mode) pairs already warned about in this process
-_LOOSE_KEYS_WARNED: set[tuple[Path, int]] = set()
+#: loose cluster keys, by (key file, mode): warned about once in this process
+_LOOSE_KEYS = LogOnce(log, max_keys=64)
 
 
 def load_cluster_key(path: Path) -> asyncssh.SSHKey:
@@ -243,11 +243,11 @@ def load_cluster_key(path: Path) -> asyncssh.SSHKey:
             path, f"{path} is not a usable cluster key ({exc}); expected an unencrypted "
             f"private key in OpenSSH format; {_KEY_FIX}") from None
     mode = stat.S_IMODE(info.st_mode)
-    if mode & 0o077 and (path.resolve(), mode) not in _LOOSE_KEYS_WARNED:
-        _LOOSE_KEYS_WARNED.add((path.resolve(), mode))  # the settings check, then the link
-        log.warning("cluster key %s has mode %04o: group or others may read it, and "
-                    "whoever reads it can join the cluster; run: chmod 600 %s",
-                    path, mode, path)
+    if mode & 0o077:  # once: the settings check, then the link
+        _LOOSE_KEYS.log((path.resolve(), mode), logging.WARNING,
+                        "cluster key %s has mode %04o: group or others may read it, and "
+                        "whoever reads it can join the cluster; run: chmod 600 %s",
+                        path, mode, path)
     return key
 
 

@@ -54,7 +54,7 @@ import logging
 import math
 from typing import Any, ClassVar
 
-from tieline import Refused, Role, State, Strategy
+from tieline import LogOnce, Refused, Role, State, Strategy
 
 from .client import EtcdClient, EtcdError, EtcdUnavailable, KeyValue, parse_endpoint
 
@@ -186,7 +186,7 @@ class EtcdStrategy(Strategy):
         self.standby_since: float | None = None  #: a main following a backup, since
         self.switch_back_asked = False  #: a manual switch back was asked for
         self._wake = asyncio.Event()
-        self._problems: set[str] = set()
+        self._problems = LogOnce(log, max_keys=16)
         #: every other member seen under members/: name -> (its document, when last seen)
         self.members: dict[str, tuple[dict[str, Any], float]] = {}
         self.registered: set[str] = set()  #: members whose key was there at the last look
@@ -206,10 +206,8 @@ class EtcdStrategy(Strategy):
         return data if isinstance(data, dict) else {}
 
     def _problem(self, key: str, level: int, text: str) -> None:
-        """Log a problem once until it clears (:meth:`_cleared`)."""
-        if key not in self._problems:
-            self._problems.add(key)
-            log.log(level, "%s", text)
+        """Log a problem once until it clears (:meth:`_cleared`); its repeats at DEBUG."""
+        self._problems.log(key, level, "%s", text)
 
     def _unreachable(self, exc: BaseException) -> None:
         self._problem("etcd", logging.WARNING,
@@ -218,10 +216,11 @@ class EtcdStrategy(Strategy):
                          "last renewal" if self.active else "retrying"))
 
     def _cleared(self, key: str, text: str | None = None) -> None:
-        if key in self._problems:
-            self._problems.discard(key)
-            if text:
-                log.warning("%s", text)
+        """End a problem; ``text``, if given, is logged (WARNING) when it had been logged."""
+        if text:
+            self._problems.clear(key, logging.WARNING, "%s", text)
+        else:
+            self._problems.clear(key)
 
     # -- lifecycle -------------------------------------------------------------------------
     async def run(self) -> None:

@@ -70,6 +70,7 @@ from tieline import (
     LabelRefused,
     LabelReport,
     LinkError,
+    LogOnce,
     PortKind,
     RequestRefused,
     RouterSpec,
@@ -176,14 +177,15 @@ class ExtronSession(DriverSession):
     :param name_max_length: longest name the device takes.
     :param max_in_flight: commands sent and not yet answered, at most.
     :param login_wait_s: how long to wait for ``Password:`` (and then for the login).
-    :param warned: messages already logged by an earlier session of the same router.
+    :param log_once: the problems logged once, shared by the sessions of one router (so a
+        reconnection does not log them again).
     """
 
     def __init__(
         self, spec: RouterSpec, *, planes: Sequence[str] = ("video", "audio"),
         password: str | None = None, link: str = "tcp", reread_interval_s: float = 300.0,
         quick_tie: bool = False, name_max_length: int = 12, max_in_flight: int = 32,
-        login_wait_s: float = 3.0, warned: set[str] | None = None,
+        login_wait_s: float = 3.0, log_once: LogOnce | None = None,
     ) -> None:
         super().__init__()
         self.spec = spec
@@ -194,7 +196,7 @@ class ExtronSession(DriverSession):
         self.name_max_length = name_max_length
         self.max_in_flight = max(1, max_in_flight)
         self.login_wait_s = login_wait_s
-        self._warned = warned if warned is not None else set()
+        self._log_once = log_once if log_once is not None else LogOnce(log, max_keys=64)
         self._codec = Codec(Role.CONTROLLER, telnet=link == "tcp")
         count = len(spec.levels)
         self._planes: tuple[str | None, ...] = tuple(
@@ -255,12 +257,13 @@ class ExtronSession(DriverSession):
         if self._phase is _Phase.LOGIN and self._login_deadline is not None \
                 and now >= self._login_deadline:
             if self._password_sent:
-                self._warn_once("no-login", "router '%s': the device did not confirm the "
-                                "login after the password; going on", self.spec.id)
+                self._log_once.log("no-login", logging.WARNING, "router '%s': the device did "
+                                   "not confirm the login after the password; going on",
+                                   self.spec.id)
             else:
-                self._warn_once("no-prompt", "router '%s': the device did not ask for a "
-                                "password within %g s; going on without logging in",
-                                self.spec.id, self.login_wait_s, level=logging.INFO)
+                self._log_once.log("no-prompt", logging.INFO, "router '%s': the device did not "
+                                   "ask for a password within %g s; going on without "
+                                   "logging in", self.spec.id, self.login_wait_s)
             self._start_sync()
         elif self._phase is _Phase.ONLINE and self._next_reread is not None \
                 and now >= self._next_reread:
@@ -433,9 +436,9 @@ class ExtronSession(DriverSession):
         if self._phase is _Phase.LOGIN:
             if isinstance(event, LoggedIn) and self._password_sent:
                 if not event.administrator:
-                    self._warn_once("user", "router '%s': logged in with user rights; names "
-                                    "cannot be set (give the administrator password)",
-                                    self.spec.id, level=logging.INFO)
+                    self._log_once.log("user", logging.INFO, "router '%s': logged in with user "
+                                       "rights; names cannot be set (give the administrator "
+                                       "password)", self.spec.id)
                 self._start_sync()
             else:
                 log.debug("router '%s': before login: %r", self.spec.id, event)
@@ -552,23 +555,23 @@ class ExtronSession(DriverSession):
                                           f"the Extron refused {what}: {words}"))
         elif entry.kind == "read":
             assert isinstance(command, ReadTie)
-            self._warn_once(f"read-{error.code}", "router '%s': the device cannot read "
-                            "output %d (%s): %s; check the router's destinations and planes "
-                            "against the device", self.spec.id, command.output,
-                            _PLANE_WORDS[command.plane], words)
+            self._log_once.log(f"read-{error.code}", logging.WARNING, "router '%s': the device "
+                               "cannot read output %d (%s): %s; check the router's destinations "
+                               "and planes against the device", self.spec.id, command.output,
+                               _PLANE_WORDS[command.plane], words)
         elif entry.kind == "name":
-            self._warn_once(f"name-{error.code}", "router '%s': the device does not give "
-                            "port names (%s); labels are kept as they are", self.spec.id,
-                            words, level=logging.INFO)
+            self._log_once.log(f"name-{error.code}", logging.INFO, "router '%s': the device "
+                               "does not give port names (%s); labels are kept as they are",
+                               self.spec.id, words)
         elif entry.kind == "label":
             reason = (f"the device refused the name {getattr(command, 'text', '')!r} "
                       f"({words}); use label_store \"settings\" if it cannot store names")
             log.warning("router '%s': %s", self.spec.id, reason)
             out.append(LabelRefused(command.kind, command.number - 1, reason))
         elif entry.kind == "verbose":
-            self._warn_once("verbose", "router '%s': the device refused verbose mode 3 "
-                            "(%s); changes made elsewhere will show at the next re-read",
-                            self.spec.id, words)
+            self._log_once.log("verbose", logging.WARNING, "router '%s': the device refused "
+                               "verbose mode 3 (%s); changes made elsewhere will show at the "
+                               "next re-read", self.spec.id, words)
         else:
             log.debug("router '%s': %r answered %s", self.spec.id, command, words)
 
@@ -648,20 +651,13 @@ class ExtronSession(DriverSession):
             return
         self.size = (int(m[1]), int(m[2]))
         if self.size != (self.spec.sources, self.spec.destinations):
-            self._warn_once(
-                f"size-{self.size}", "router '%s': the device says it has %d inputs and %d "
-                "outputs (%s); settings say %d sources and %d destinations. Only the part "
-                "both have is controlled; fix the settings if they are wrong.",
+            self._log_once.log(
+                f"size-{self.size}", logging.WARNING, "router '%s': the device says it has "
+                "%d inputs and %d outputs (%s); settings say %d sources and %d destinations. "
+                "Only the part both have is controlled; fix the settings if they are wrong.",
                 self.spec.id, self.size[0], self.size[1], text, self.spec.sources,
                 self.spec.destinations)
 
-    def _warn_once(self, key: str, message: str, *args: Any,
-                   level: int = logging.WARNING) -> None:
-        if key in self._warned:
-            log.debug(message, *args)
-        else:
-            self._warned.add(key)
-            log.log(level, message, *args)
 
 
 class ExtronDriver(Driver):
@@ -741,7 +737,8 @@ class ExtronDriver(Driver):
         super().__init__(spec, options, transport)
         self.planes: tuple[str, ...] = tuple(options.get("planes", ("video", "audio")))
         self.link = transport.name if transport is not None else "tcp"
-        self._warned: set[str] = set()
+        #: problems logged once, across this router's connections
+        self._log_once = LogOnce(log, max_keys=64)
         # The first read is one query and one line per output and plane and per name: on a
         # 9600-baud line a large frame needs longer than the default.
         levels = min(len(spec.levels), len(self.planes))
@@ -758,5 +755,5 @@ class ExtronDriver(Driver):
             quick_tie=self.options.get("quick_tie", False),
             name_max_length=self.options.get("name_max_length", 12),
             max_in_flight=self.max_in_flight, login_wait_s=self.login_wait_s,
-            warned=self._warned,
+            log_once=self._log_once,
         )

@@ -55,6 +55,7 @@ from tieline import (
     InvalidRequest,
     LabelReport,
     LinkError,
+    LogOnce,
     PortKind,
     Protect,
     ProtectKind,
@@ -206,8 +207,8 @@ class SWP08Session(DriverSession):
         self._last_connect: Connect | None = None
         self._good_data = False  #: a well-formed frame or ACK has arrived
         self._errors_in_a_row = 0
-        self._damage_logged = False
-        self._unknown_logged: set[int] = set()
+        #: damaged data (once good data came) and unknown commands, logged once
+        self._log_once = LogOnce(log, max_keys=64)
         self._asked_device_names: set[int] = set()
 
     # -- helpers -------------------------------------------------------------------------
@@ -312,10 +313,9 @@ class SWP08Session(DriverSession):
                 f"device (last: {exc}); the line looks unusable", exc.data)
         what = "answered DLE NAK; the device re-sends it" if exc.nak else \
             "discarded; the framing resynchronises at the next DLE STX"
-        if self._good_data and not self._damage_logged:
-            self._damage_logged = True
-            log.warning("router '%s': damaged data from the device (%s); %s", self.spec.id,
-                        exc, what)
+        if self._good_data:
+            self._log_once.log("damage", logging.WARNING, "router '%s': damaged data from the "
+                               "device (%s); %s", self.spec.id, exc, what)
         else:
             log.debug("router '%s': damaged data from the device (%s); %s", self.spec.id, exc,
                       what)
@@ -354,10 +354,9 @@ class SWP08Session(DriverSession):
                 log.debug("router '%s': dual controller status: slave active %s, this active %s, "
                           "idle %d", self.spec.id, slave_active, this_active, idle_state)
             case UnknownMessage(command):
-                if command not in self._unknown_logged:
-                    self._unknown_logged.add(command)
-                    log.info("router '%s': the device sent command %d, which tieline does not "
-                             "use; ignored", self.spec.id, command)
+                self._log_once.log(("unknown", command), logging.INFO, "router '%s': the "
+                                   "device sent command %d, which tieline does not use; "
+                                   "ignored", self.spec.id, command)
             case _:
                 log.debug("router '%s': ignored %r", self.spec.id, event)
         self._timeouts(now, out)

@@ -64,6 +64,7 @@ from tieline import (
     LabelRefused,
     LabelReport,
     LinkError,
+    LogOnce,
     PortKind,
     Protect,
     ProtectKind,
@@ -197,8 +198,8 @@ class VideohubSession(DriverSession):
     def _handle(self, message: Message, now: float, out: list[DeviceReport]) -> None:
         unparsed = getattr(message, "unparsed", ())
         if unparsed:
-            self.driver.log_once(
-                logging.WARNING, f"unparsed {header_of(message)}",
+            self.driver.log_once.log(
+                f"unparsed {header_of(message)}", logging.WARNING,
                 "router '%s': ignoring %d line(s) of %s that do not parse, e.g. %r",
                 self.spec.id, len(unparsed), header_of(message), unparsed[0][:80])
         match message:
@@ -219,21 +220,21 @@ class VideohubSession(DriverSession):
             case EndPrelude():
                 self._sync(out)
             case UnknownBlock(header):
-                self.driver.log_once(
-                    logging.INFO, f"unknown {header}",
+                self.driver.log_once.log(
+                    f"unknown {header}", logging.INFO,
                     "router '%s': skipping the unknown block %r the device sends", self.spec.id,
                     header)
             case PortValues() | KeyValues():
-                self.driver.log_once(
-                    logging.DEBUG, f"unused {header_of(message)}",
+                self.driver.log_once.log(
+                    f"unused {header_of(message)}", logging.DEBUG,
                     "router '%s': %s is not used by tieline", self.spec.id, header_of(message))
 
     def _preamble(self, version: str | None) -> None:
         self.version = version
         parsed = version_tuple(version)
         if parsed is None or parsed[0] != 2:
-            self.driver.log_once(
-                logging.WARNING, f"version {version}",
+            self.driver.log_once.log(
+                f"version {version}", logging.WARNING,
                 "router '%s': the device speaks Videohub protocol %s; tieline knows major "
                 "version 2 and carries on, but the device may not be understood",
                 self.spec.id, version)
@@ -550,7 +551,8 @@ class VideohubDriver(Driver):
         #: the protects this driver has reported, by (lock table, port): kept across
         #: connections so that only changes are reported, and owners are remembered.
         self.reported_protects: dict[tuple[LockTable, int], Protect] = {}
-        self._logged: set[str] = set()
+        #: what the device says that is logged once, across connections
+        self.log_once = LogOnce(log, max_keys=64)
         if len(names) != len(spec.levels):
             log.warning(
                 "router '%s' has %d level(s) but \"tables\" names %d (%s); %s", spec.id,
@@ -560,14 +562,6 @@ class VideohubDriver(Driver):
 
     def new_session(self) -> VideohubSession:
         return VideohubSession(self)
-
-    def log_once(self, level: int, key: str, message: str, *args: object) -> None:
-        """Log ``message`` the first time ``key`` is seen, and at DEBUG afterwards."""
-        if key in self._logged:
-            log.debug(message, *args)
-        else:
-            self._logged.add(key)
-            log.log(level, message, *args)
 
     def check_size(self, info: DeviceInfo) -> None:
         """Warn once when the device's size differs from the router's settings [VH §3.5]."""
@@ -580,8 +574,8 @@ class VideohubDriver(Driver):
             if sources is None or destinations is None:
                 continue
             if (sources, destinations) != (self.spec.sources, self.spec.destinations):
-                self.log_once(
-                    logging.WARNING, f"size {level} {sources} {destinations}",
+                self.log_once.log(
+                    f"size {level} {sources} {destinations}", logging.WARNING,
                     "router '%s': the device's %s table has %d sources and %d destinations; "
                     "settings say %d and %d for level '%s'. Only the part both have is "
                     "controlled; fix the settings.", self.spec.id, name, sources, destinations,

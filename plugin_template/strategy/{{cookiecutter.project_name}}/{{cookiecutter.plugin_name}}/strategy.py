@@ -50,7 +50,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from tieline import Role, State, Strategy, write_json_atomic
+from tieline import LogOnce, Role, State, Strategy, write_json_atomic
 
 from .record import Holder, RecordError, decode
 
@@ -118,7 +118,8 @@ class LockStrategy(Strategy):
         self.fd: int | None = None
         #: the holder this standby node last reported following
         self._following: Holder | None = None
-        self._said: set[str] = set()  #: problems logged already (each is logged once)
+        #: problems logged once, until they clear
+        self._said = LogOnce(log, max_keys=16)
 
     # -- the loop ------------------------------------------------------------------------
     async def run(self) -> None:
@@ -160,8 +161,8 @@ class LockStrategy(Strategy):
                               "with working locks (a local one)")
             return
         self.fd = fd
-        self._said.discard("open")
-        self._said.discard("lock")
+        self._said.clear("open")
+        self._said.clear("lock")
         previous = self._read_record()
         stat = os.fstat(fd)
         file = f"{stat.st_dev}:{stat.st_ino}"
@@ -177,7 +178,7 @@ class LockStrategy(Strategy):
                                "trying again")
             self._unlock()
             return
-        self._said.discard("reach")
+        self._said.clear("reach")
         if not self._still_ours():  # the file changed while we connected
             self._unlock()
             return
@@ -252,7 +253,5 @@ class LockStrategy(Strategy):
             self.fd = None
 
     def _say(self, key: str, message: str) -> None:
-        """Log a problem once, until it clears."""
-        if key not in self._said:
-            self._said.add(key)
-            log.warning("%s", message)
+        """Log a problem once, until it clears (its repeats at DEBUG)."""
+        self._said.log(key, logging.WARNING, "%s", message)
