@@ -131,7 +131,7 @@ class DeviceEmulator(abc.ABC):
     #: one). A command of one 4 KiB line can carry hundreds of crosspoints (tens of KB
     #: parsed), so 100 keep at most a few MB. Read when the emulator is made: a test that
     #: needs more sets it on the class first
-    #: (``monkeypatch.setattr(SimulatedRouter, "command_log_size", None)``).
+    #: (``monkeypatch.setattr(SimulatorEmulator, "command_log_size", None)``).
     command_log_size: int | None = 100
 
     def __init__(self, *, max_outgoing_bytes: int = 1 << 20) -> None:

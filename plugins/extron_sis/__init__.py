@@ -2,7 +2,7 @@
 
 The driver ``extron_sis`` controls CrossPoint, MAV, DXP, XTP, FOX and similar frames over
 Telnet/TCP (port 23), SSH (port 22023) or a serial line (9600 8N1); ``tieline emulate
-extron`` runs the emulated switcher. See ``shared/protocols/extron-sis.md`` for the protocol
+extron_sis`` runs the emulated switcher. See ``shared/protocols/extron-sis.md`` for the protocol
 and docs/settings.md for the router settings.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 from tieline import hookimpl
 
 from .driver import ExtronDriver
-from .emulator import ExtronMatrix
+from .emulator import ExtronEmulator
 
 
 @hookimpl
@@ -21,4 +21,4 @@ def tieline_router_drivers() -> list[type]:
 
 @hookimpl
 def tieline_emulators() -> list[type]:
-    return [ExtronMatrix]
+    return [ExtronEmulator]

@@ -136,7 +136,7 @@ def _link_of(name: str) -> str:
     return "tcp"
 
 
-class ExtronMatrix(DeviceEmulator):
+class ExtronEmulator(DeviceEmulator):
     """An Extron matrix switcher: video only (``levels=1``) or video and audio (2).
 
     :param inputs: number of inputs (1–9999).
@@ -153,9 +153,9 @@ class ExtronMatrix(DeviceEmulator):
     :param model: the model name in the banner.
     """
 
-    name = "extron"
+    name = "extron_sis"
     serial = True
-    #: the line settings of ``tieline emulate extron --serial`` (§1: 9600 8N1).
+    #: the line settings of ``tieline emulate extron_sis --serial`` (§1: 9600 8N1).
     serial_defaults: ClassVar[dict[str, Any]] = {
         "baudrate": 9600, "bytesize": 8, "parity": "N", "stopbits": 1}
     firmware = "1.23"
@@ -202,7 +202,7 @@ class ExtronMatrix(DeviceEmulator):
         self._next_link: str | None = None
 
     @classmethod
-    def from_cli(cls, *, inputs: int, outputs: int, levels: int) -> ExtronMatrix:
+    def from_cli(cls, *, inputs: int, outputs: int, levels: int) -> ExtronEmulator:
         if levels not in (1, 2) or inputs > 9999 or outputs > 9999:
             import click
 

@@ -1,7 +1,7 @@
 """The simulator: an in-process router of any size, tieline's embedded default driver.
 
 It speaks a small line protocol (codec.py) with a real device emulator (emulator.py), so it
-runs through the same device link as every hardware driver; ``SimulatedRouter.serve_tcp``
+runs through the same device link as every hardware driver; ``SimulatorEmulator.serve_tcp``
 serves the same device over TCP, and ``tieline emulate simulator`` runs it on its own.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from tieline import hookimpl
 
 from .driver import SimulatorDriver
-from .emulator import SimulatedRouter
+from .emulator import SimulatorEmulator
 
 
 @hookimpl
@@ -20,4 +20,4 @@ def tieline_router_drivers() -> list[type]:
 
 @hookimpl
 def tieline_emulators() -> list[type]:
-    return [SimulatedRouter]
+    return [SimulatorEmulator]

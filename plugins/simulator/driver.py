@@ -1,6 +1,6 @@
 """The simulator driver: controller-side glue between the codec and the device link.
 
-Without a ``"transport"`` block the driver starts an in-process :class:`SimulatedRouter`
+Without a ``"transport"`` block the driver starts an in-process :class:`SimulatorEmulator`
 sized from the router's settings and talks to it over a memory pipe; with one (``tcp``, for
 example to ``tieline emulate simulator``) it connects like any hardware driver. Either way
 the same bytes go through the same :class:`tieline.devices.DeviceLink`.
@@ -55,7 +55,7 @@ from .codec import (
     Tally,
     Unprotect,
 )
-from .emulator import SimulatedRouter
+from .emulator import SimulatorEmulator
 
 log = logging.getLogger(__name__)
 
@@ -204,11 +204,11 @@ class SimulatorDriver(Driver):
     ) -> None:
         super().__init__(spec, options, transport)
         #: the in-process device while the link runs (None with a transport block).
-        self.device: SimulatedRouter | None = None
+        self.device: SimulatorEmulator | None = None
 
     async def start(self) -> None:
         if self.transport is None:
-            self.device = SimulatedRouter(
+            self.device = SimulatorEmulator(
                 len(self.spec.levels), self.spec.sources, self.spec.destinations,
                 switch_delay_s=self.options.get("switch_delay_ms", 0) / 1000,
             )

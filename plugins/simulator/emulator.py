@@ -1,14 +1,14 @@
 """The simulated router: a stateful device speaking the simulator protocol (codec.py).
 
-Several controllers may connect at once, in-process (:meth:`SimulatedRouter.connect`, over
-a memory pipe) or over TCP (:meth:`SimulatedRouter.serve_tcp`). The device holds the
+Several controllers may connect at once, in-process (:meth:`SimulatorEmulator.connect`, over
+a memory pipe) or over TCP (:meth:`SimulatorEmulator.serve_tcp`). The device holds the
 truth: it enforces protects and locks, applies routes after its switching delay, in the
 order received, and tells every connected controller of every change. Changes can also be
-made at the frame, as a hardware panel would (:meth:`SimulatedRouter.panel_route`).
+made at the frame, as a hardware panel would (:meth:`SimulatorEmulator.panel_route`).
 A line it cannot parse is answered ``ERR syntax``, once per run of such lines (until the
 next line it can parse): garbage is not answered line by line.
 
-The latest commands received are kept in :attr:`SimulatedRouter.command_log` (the base
+The latest commands received are kept in :attr:`SimulatorEmulator.command_log` (the base
 class's ring buffer) so tests can prove what a controller sent (for example, that no ROUTE
 was sent while it started).
 """
@@ -63,7 +63,7 @@ class _Controller:
     in_garbage: bool = False
 
 
-class SimulatedRouter(DeviceEmulator):
+class SimulatorEmulator(DeviceEmulator):
     """An in-process router of any size and level count.
 
     Initially destination ``d`` is fed by source ``d % sources`` on every level, sources
@@ -117,7 +117,7 @@ class SimulatedRouter(DeviceEmulator):
         self._routes_waiting = 0  #: routes queued or being delayed by the switcher
 
     @classmethod
-    def from_cli(cls, *, inputs: int, outputs: int, levels: int) -> SimulatedRouter:
+    def from_cli(cls, *, inputs: int, outputs: int, levels: int) -> SimulatorEmulator:
         return cls(levels, inputs, outputs)
 
     # -- the DeviceEmulator part -------------------------------------------------------

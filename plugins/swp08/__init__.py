@@ -9,7 +9,7 @@ from __future__ import annotations
 from tieline import hookimpl
 
 from .driver import SWP08Driver
-from .emulator import SWP08Router
+from .emulator import SWP08Emulator
 
 
 @hookimpl
@@ -19,4 +19,4 @@ def tieline_router_drivers() -> list[type]:
 
 @hookimpl
 def tieline_emulators() -> list[type]:
-    return [SWP08Router]
+    return [SWP08Emulator]

@@ -104,7 +104,7 @@ class _Link:
         self.device: int | None = None
 
 
-class SWP08Router(DeviceEmulator):
+class SWP08Emulator(DeviceEmulator):
     """An SW-P-08 router of ``matrices`` × ``levels``, ``sources`` × ``destinations`` each.
 
     At start destination ``d`` takes source ``d % sources`` everywhere, sources are named
@@ -176,7 +176,7 @@ class SWP08Router(DeviceEmulator):
         self._names_timer: asyncio.TimerHandle | None = None
 
     @classmethod
-    def from_cli(cls, *, inputs: int, outputs: int, levels: int) -> SWP08Router:
+    def from_cli(cls, *, inputs: int, outputs: int, levels: int) -> SWP08Emulator:
         return cls(inputs, outputs, levels)
 
     # -- the DeviceEmulator part ------------------------------------------------------------

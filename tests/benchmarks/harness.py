@@ -32,7 +32,7 @@ from typing import Any
 import websockets
 
 import tieline
-from tieline import testing
+from tieline.kit import testing
 from tieline.node import Node
 
 HERE = Path(__file__).resolve().parent

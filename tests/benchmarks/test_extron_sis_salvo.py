@@ -51,7 +51,7 @@ from tieline.model import (  # noqa: E402
 from tieline.plugins.extron_sis.codec import Codec  # noqa: E402
 from tieline.plugins.extron_sis.codec import Role as CodecRole  # noqa: E402
 from tieline.plugins.extron_sis.driver import ExtronDriver  # noqa: E402
-from tieline.plugins.extron_sis.emulator import ExtronMatrix  # noqa: E402
+from tieline.plugins.extron_sis.emulator import ExtronEmulator  # noqa: E402
 from tieline.routing import RouterRuntime, RoutingService  # noqa: E402
 from tieline.transports import TcpTransport  # noqa: E402
 
@@ -96,7 +96,7 @@ async def connect(port: int, options: dict[str, Any]
     return routing, task, time.perf_counter() - began
 
 
-async def measure(device: ExtronMatrix, port: int, mode: str, repeat: int
+async def measure(device: ExtronEmulator, port: int, mode: str, repeat: int
                   ) -> tuple[list[Any], float, int]:
     """The salvo's table row; the first read's time and commands."""
     options = {"quick_tie": True} if mode == "quick ties" else {}
@@ -134,8 +134,8 @@ async def run(repeat: int) -> None:
     harness.print_machine()
     rows: list[Any] = []
     syncs: list[float] = []
-    ExtronMatrix.command_log_size = None  # the table counts every command of a sync
-    async with ExtronMatrix(PORTS, PORTS, 2, password=PASSWORD) as device:
+    ExtronEmulator.command_log_size = None  # the table counts every command of a sync
+    async with ExtronEmulator(PORTS, PORTS, 2, password=PASSWORD) as device:
         server = await device.serve_tcp("127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         for mode in ("follow", "breakaway", "video only", "quick ties"):

@@ -7,7 +7,7 @@ with a switch delay of 0, over 127.0.0.1. Probes in the node's process time, per
 * the server: from ``Connection._receive`` (the frame's text handed to tieline) to the end
   of ``Connection._serve`` (the response written to the socket);
 * ``RoutingService.route``: checks, driver send, the device's work, tally confirm;
-* the simulator's own handling of the ROUTE (``SimulatedRouter._handle``): device time.
+* the simulator's own handling of the ROUTE (``SimulatorEmulator._handle``): device time.
 
 With one client every request is sequential, so the probes pair with the client's round
 trips request by request: tieline's own time per route is the server time less the

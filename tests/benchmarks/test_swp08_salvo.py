@@ -63,7 +63,7 @@ from tieline.model import (  # noqa: E402
 )
 from tieline.plugins.swp08.codec import Connect  # noqa: E402
 from tieline.plugins.swp08.driver import SWP08Driver  # noqa: E402
-from tieline.plugins.swp08.emulator import SWP08Router  # noqa: E402
+from tieline.plugins.swp08.emulator import SWP08Emulator  # noqa: E402
 from tieline.routing import RouterRuntime, RoutingService  # noqa: E402
 from tieline.transports import TcpTransport  # noqa: E402
 
@@ -106,8 +106,8 @@ class Bench:
         self.sources = destinations
 
     async def __aenter__(self) -> Bench:
-        SWP08Router.command_log_size = None  # the table counts every command of a salvo
-        self.device = SWP08Router(self.sources, self.destinations, self.levels)
+        SWP08Emulator.command_log_size = None  # the table counts every command of a salvo
+        self.device = SWP08Emulator(self.sources, self.destinations, self.levels)
         await self.device.start()
         server = await self.device.serve_tcp("127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]

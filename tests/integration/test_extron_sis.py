@@ -48,7 +48,7 @@ from tieline.plugins.extron_sis.codec import (
     TieToAll,
 )
 from tieline.plugins.extron_sis.driver import ExtronDriver
-from tieline.plugins.extron_sis.emulator import ExtronMatrix
+from tieline.plugins.extron_sis.emulator import ExtronEmulator
 from tieline.routing import RouterRuntime, RoutingService
 from tieline.transports import SerialTransport, TcpTransport, open_fd_stream
 
@@ -67,11 +67,11 @@ PASSWORD = "extron"
 @pytest.fixture
 async def make_device(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Callable[..., Any]]:
     """Emulators for one test; afterwards none may have been sent clear-all (§2)."""
-    monkeypatch.setattr(ExtronMatrix, "command_log_size", None)  # the check sees every one
-    devices: list[ExtronMatrix] = []
+    monkeypatch.setattr(ExtronEmulator, "command_log_size", None)  # the check sees every one
+    devices: list[ExtronEmulator] = []
 
-    async def make(*args: Any, **kwargs: Any) -> ExtronMatrix:
-        device = ExtronMatrix(*args, **kwargs)
+    async def make(*args: Any, **kwargs: Any) -> ExtronEmulator:
+        device = ExtronEmulator(*args, **kwargs)
         await device.start()
         devices.append(device)
         return device
@@ -84,12 +84,12 @@ async def make_device(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Callable
         assert not destructive, f"clear-all or tie-to-all sent: {destructive}"
 
 
-async def serve(device: ExtronMatrix, port: int = 0) -> int:
+async def serve(device: ExtronEmulator, port: int = 0) -> int:
     server = await device.serve_tcp("127.0.0.1", port)
     return server.sockets[0].getsockname()[1]
 
 
-def ties_sent(device: ExtronMatrix) -> list[Any]:
+def ties_sent(device: ExtronEmulator) -> list[Any]:
     return [m for _, m in device.command_log if isinstance(m, TIE_COMMANDS)]
 
 
@@ -557,7 +557,7 @@ async def test_protects_are_held_by_tieline_with_the_owner_named(make_device, ma
     assert ties_sent(device) == [Tie(6, 3, ALL)]
 
 
-# -- serial over a pseudo-terminal pair, and `tieline emulate extron` ---------------------
+# -- serial over a pseudo-terminal pair, and `tieline emulate extron_sis` -----------------
 
 
 class AnySpeedSerial(QuickExtron):
@@ -588,12 +588,13 @@ async def test_serial_over_a_pseudo_terminal_pair(make_device, make_rig):
 async def test_emulate_command_serves_the_switcher():
     tieline = str(Path(sys.executable).with_name("tieline"))
     proc = await asyncio.create_subprocess_exec(
-        tieline, "emulate", "extron", "--listen", "127.0.0.1:0", "--inputs", "4",
+        tieline, "emulate", "extron_sis", "--listen", "127.0.0.1:0", "--inputs", "4",
         "--outputs", "6", "--levels", "2", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         async with asyncio.timeout(20):
             line = (await proc.stdout.readline()).decode()
-        assert line.startswith("tieline: emulating extron (4x6, 2 level(s)) on tcp://127.0.0.1:")
+        assert line.startswith(
+            "tieline: emulating extron_sis (4x6, 2 level(s)) on tcp://127.0.0.1:")
         other = await SecondController.connect(int(line.rsplit(":", 1)[1]), password=None)
         assert await other.ask(b"I") == b"V4X6 A4X6"
         assert await other.ask(b"3*6$6$6%") == b"Out06 In03 Aud"

@@ -11,7 +11,7 @@ import pytest
 
 from tieline.errors import NodeStandby, Protected
 from tieline.model import Crosspoint, Permission, Principal, Protect, ProtectKind
-from tieline.plugins.simulator.emulator import SimulatedRouter
+from tieline.plugins.simulator.emulator import SimulatorEmulator
 
 from .helpers import running_node
 
@@ -33,7 +33,7 @@ async def test_a_refusal_fails_only_the_request_it_answers(settings_dir):
     itself, which tieline did not know yet) and makes the route (Bob owns the protect):
     Alice gets the refusal, Bob his confirmation."""
     async with running_node(_settings(settings_dir)) as node:
-        device: SimulatedRouter = node.routing.routers["studio"].driver.device
+        device: SimulatorEmulator = node.routing.routers["studio"].driver.device
         device.protects[(0, 4)] = Protect(ProtectKind.PROTECT, "bob")  # not reported
         lock, route = await asyncio.gather(
             node.routing.protect(ALICE, "studio", 4, ["video"], ProtectKind.LOCK),
@@ -49,7 +49,7 @@ async def test_requests_on_one_destination_are_carried_out_in_order(settings_dir
     """Ten clients route one destination at once: each gets the device's answer to its
     own command, and the last one asked is what the device holds (last write wins)."""
     async with running_node(_settings(settings_dir)) as node:
-        device: SimulatedRouter = node.routing.routers["studio"].driver.device
+        device: SimulatorEmulator = node.routing.routers["studio"].driver.device
         results = await asyncio.gather(*(
             node.routing.route(Principal(f"op{n}", Permission.ROUTE), "studio", 3, n % 8,
                                ["video"]) for n in range(10)))
@@ -123,7 +123,7 @@ async def test_each_acknowledgement_follows_its_own_command(settings_dir):
     acknowledgement must come from a report read after *his* command reached the router,
     not from the tally of Alice's (had the link dropped in between, Alice's request would
     have been what stayed on the router, unconfirmed for Bob)."""
-    device = SimulatedRouter(2, 8, 8)
+    device = SimulatorEmulator(2, 8, 8)
     server = await device.serve_tcp("127.0.0.1", 0)
     proxy = DelayingProxy(server.sockets[0].getsockname()[:2], delay=0.05)
     port = await proxy.start()
@@ -158,7 +158,7 @@ async def test_a_command_waiting_its_turn_is_not_sent_once_the_node_may_not_act(
     a route that waited behind another on its destination, while the node stopped being
     allowed to act, is refused as standby and never reaches the router."""
     async with running_node(_settings(settings_dir, switch_delay_ms=300)) as node:
-        device: SimulatedRouter = node.routing.routers["studio"].driver.device
+        device: SimulatorEmulator = node.routing.routers["studio"].driver.device
         first = asyncio.create_task(node.routing.route(ALICE, "studio", 2, 5, ["video"]))
         await asyncio.sleep(0.05)  # in flight: the device takes 300 ms
         second = asyncio.create_task(node.routing.route(BOB, "studio", 2, 6, ["video"]))

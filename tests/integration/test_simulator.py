@@ -41,7 +41,7 @@ from tieline.model import (
 from tieline.plugins.simulator.codec import Codec, Route, SetProtect
 from tieline.plugins.simulator.codec import Role as CodecRole
 from tieline.plugins.simulator.driver import SimulatorDriver, SimulatorSession
-from tieline.plugins.simulator.emulator import SimulatedRouter
+from tieline.plugins.simulator.emulator import SimulatorEmulator
 from tieline.routing import RouterRuntime, RoutingService
 from tieline.kit.testing import free_port
 from tieline.transports import TcpTransport
@@ -108,9 +108,9 @@ async def make_rig() -> AsyncIterator[Callable[..., Any]]:
 
 
 @pytest.fixture
-async def device() -> AsyncIterator[SimulatedRouter]:
+async def device() -> AsyncIterator[SimulatorEmulator]:
     """A simulator to serve over TCP."""
-    async with SimulatedRouter(2, 16, 16) as device:
+    async with SimulatorEmulator(2, 16, 16) as device:
         yield device
 
 
@@ -119,7 +119,7 @@ def tcp_driver(port: int, spec: RouterSpec = SPEC, cls: type[SimulatorDriver] = 
     return cls(spec, {}, TcpTransport({"type": "tcp", "host": "127.0.0.1", "port": port}))
 
 
-async def serve(device: SimulatedRouter, port: int = 0) -> int:
+async def serve(device: SimulatorEmulator, port: int = 0) -> int:
     server = await device.serve_tcp("127.0.0.1", port)
     return server.sockets[0].getsockname()[1]
 
@@ -252,13 +252,13 @@ async def test_device_closing_the_connection_goes_offline_then_resyncs(make_rig,
 
 
 async def test_device_restarted_with_other_routing_is_followed_not_overwritten(make_rig):
-    first = SimulatedRouter(2, 16, 16)
+    first = SimulatorEmulator(2, 16, 16)
     port = await serve(first)
     rig = await make_rig(tcp_driver(port))
     await rig.service.route(ALICE, "sim", 0, 9)
     await first.close()
     await rig.next(DeviceOffline)
-    async with SimulatedRouter(2, 16, 16, labels={PortKind.SOURCE: {4: "Cam 5"}}) as second:
+    async with SimulatorEmulator(2, 16, 16, labels={PortKind.SOURCE: {4: "Cam 5"}}) as second:
         second.panel_route(0, 1, 4)
         await serve(second, port)
         await rig.next(DeviceOnline)
@@ -450,7 +450,7 @@ async def test_write_that_cannot_drain_drops_the_connection_not_the_link(make_ri
 
 
 async def test_device_larger_than_settings_is_controlled_in_the_configured_part(make_rig, caplog):
-    async with SimulatedRouter(3, 20, 20) as device:
+    async with SimulatorEmulator(3, 20, 20) as device:
         with caplog.at_level(logging.WARNING):
             rig = await make_rig(tcp_driver(await serve(device)))
         assert "the simulator has 3 level(s), 20 sources and 20 destinations" in caplog.text

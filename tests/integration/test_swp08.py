@@ -51,7 +51,7 @@ from tieline.model import (
 )
 from tieline.plugins.swp08.codec import Connect
 from tieline.plugins.swp08.driver import SWP08Driver
-from tieline.plugins.swp08.emulator import SWP08Router
+from tieline.plugins.swp08.emulator import SWP08Emulator
 from tieline.routing import RouterRuntime, RoutingService
 from tieline.transports import SerialTransport, TcpTransport, open_fd_stream
 
@@ -147,7 +147,7 @@ def tcp(port: int) -> dict[str, Any]:
     return {"type": "tcp", "host": "127.0.0.1", "port": port}
 
 
-async def serve(device: SWP08Router, port: int = 0) -> int:
+async def serve(device: SWP08Emulator, port: int = 0) -> int:
     server = await device.serve_tcp("127.0.0.1", port)
     return server.sockets[0].getsockname()[1]
 
@@ -164,12 +164,12 @@ async def crosspoint_event(c: RawClient, destination: int, source: int,
                 return event
 
 
-def connects(device: SWP08Router) -> list[Connect]:
+def connects(device: SWP08Emulator) -> list[Connect]:
     return [m for _, m in device.command_log if isinstance(m, Connect)]
 
 
 async def test_routes_both_ways_between_the_api_and_the_router(settings_dir):
-    async with SWP08Router(16, 16, 2) as device:
+    async with SWP08Emulator(16, 16, 2) as device:
         port = await serve(device)
         async with running_node(node_settings(settings_dir, tcp(port))) as node:
             assert not connects(device)  # start-up only reads
@@ -192,7 +192,7 @@ async def test_routes_both_ways_between_the_api_and_the_router(settings_dir):
 
 
 async def test_names_are_read_and_written(settings_dir):
-    async with SWP08Router(16, 16, 2, names_updated_delay_s=0.05) as device:
+    async with SWP08Emulator(16, 16, 2, names_updated_delay_s=0.05) as device:
         device.source_names[(0, 0)] = {0: "CAM 1"}
         port = await serve(device)
         async with running_node(node_settings(settings_dir, tcp(port))) as node:
@@ -215,7 +215,7 @@ async def test_names_are_read_and_written(settings_dir):
 
 
 async def test_device_protects_refuse_routes_naming_their_owner(settings_dir):
-    async with SWP08Router(16, 16, 2) as device:
+    async with SWP08Emulator(16, 16, 2) as device:
         port = await serve(device)
         async with running_node(node_settings(settings_dir, tcp(port))) as node:
             panel = await HandController.open(port)
@@ -237,7 +237,7 @@ async def test_device_protects_refuse_routes_naming_their_owner(settings_dir):
 
 
 async def test_restarted_node_shows_the_new_routing_and_sends_no_route(settings_dir):
-    async with SWP08Router(16, 16, 2) as device:
+    async with SWP08Emulator(16, 16, 2) as device:
         port = await serve(device)
         folder = node_settings(settings_dir, tcp(port))
         async with running_node(folder) as node:
@@ -264,7 +264,7 @@ async def test_serial_line_end_to_end(settings_dir):
     master, slave = os.openpty()
     tty.setraw(slave)
     try:
-        async with SWP08Router(16, 16, 2) as device:
+        async with SWP08Emulator(16, 16, 2) as device:
             device.serve_stream(await open_fd_stream(master), "pty")
             port = await serve(device)
             transport = {"type": "serial", "device": os.ttyname(slave)}
@@ -362,7 +362,7 @@ def tcp_transport(port: int) -> TcpTransport:
 
 
 async def test_device_closing_the_connection_goes_offline_then_resyncs(make_rig):
-    async with SWP08Router(16, 16, 2) as device:
+    async with SWP08Emulator(16, 16, 2) as device:
         rig = await make_rig(tcp_transport(await serve(device)))
         await device.disconnect_all()
         device.panel_route(1, 5, 11)  # made while tieline was away
@@ -377,14 +377,14 @@ async def test_device_closing_the_connection_goes_offline_then_resyncs(make_rig)
 
 
 async def test_device_restarted_with_other_routing_is_followed_not_overwritten(make_rig):
-    first = SWP08Router(16, 16, 2)
+    first = SWP08Emulator(16, 16, 2)
     await first.start()
     port = await serve(first)
     rig = await make_rig(tcp_transport(port))
     await rig.service.route(ALICE, "pb", 0, 9)
     await first.close()
     await rig.next(DeviceOffline)
-    async with SWP08Router(16, 16, 2) as second:
+    async with SWP08Emulator(16, 16, 2) as second:
         second.panel_route(0, 1, 4)
         await serve(second, port)
         await rig.next(DeviceOnline)
@@ -445,7 +445,7 @@ class Proxy:
 
 
 async def test_half_open_connection_is_detected_and_the_link_reconnects(make_rig):
-    async with SWP08Router(16, 16, 2) as device:
+    async with SWP08Emulator(16, 16, 2) as device:
         proxy = Proxy(await serve(device))
         try:
             rig = await make_rig(tcp_transport(await proxy.start()))
@@ -460,7 +460,7 @@ async def test_half_open_connection_is_detected_and_the_link_reconnects(make_rig
 
 
 async def test_garbage_is_logged_and_the_framing_resyncs(make_rig, caplog):
-    async with SWP08Router(16, 16, 2) as device:
+    async with SWP08Emulator(16, 16, 2) as device:
         rig = await make_rig(tcp_transport(await serve(device)))
         with caplog.at_level(logging.WARNING):
             device.send_raw(b"\xff\xfe garbage \x10\x03 \x00")
@@ -471,7 +471,7 @@ async def test_garbage_is_logged_and_the_framing_resyncs(make_rig, caplog):
 
 
 async def test_a_stream_of_damage_or_a_malformed_message_resyncs_the_link(make_rig, caplog):
-    async with SWP08Router(16, 16, 2) as device:
+    async with SWP08Emulator(16, 16, 2) as device:
         rig = await make_rig(tcp_transport(await serve(device)))
         device.panel_route(0, 2, 9)
         await rig.next(CrosspointsChanged)
@@ -488,7 +488,7 @@ async def test_a_stream_of_damage_or_a_malformed_message_resyncs_the_link(make_r
 
 
 async def test_slow_device_still_confirms_within_the_timeout(make_rig):
-    async with SWP08Router(16, 16, 2, response_delay_s=0.05, switch_delay_s=0.3) as device:
+    async with SWP08Emulator(16, 16, 2, response_delay_s=0.05, switch_delay_s=0.3) as device:
         rig = await make_rig(tcp_transport(await serve(device)), confirm_timeout_s=2.0,
                              options={"protects": "off", "names": False})
         assert await rig.service.route(ALICE, "pb", 7, 2) == (
@@ -497,7 +497,7 @@ async def test_slow_device_still_confirms_within_the_timeout(make_rig):
 
 
 async def test_route_to_a_destination_protected_behind_tieline_s_back_is_refused(make_rig):
-    async with SWP08Router(16, 16, 2) as device:
+    async with SWP08Emulator(16, 16, 2) as device:
         rig = await make_rig(tcp_transport(await serve(device)))
         device.panel_protect(0, 4, 12)
         assert (await rig.next(ProtectChanged)).protect == Protect(ProtectKind.PROTECT,
@@ -517,7 +517,7 @@ async def test_route_to_a_destination_protected_behind_tieline_s_back_is_refused
 
 
 async def test_device_without_tally_dump_or_echo_is_still_read_and_confirmed(make_rig):
-    async with SWP08Router(16, 8, 2, unsupported={21, 100, 102},
+    async with SWP08Emulator(16, 8, 2, unsupported={21, 100, 102},
                            echo_unchanged=False) as device:
         device.panel_route(1, 6, 3)
         spec = RouterSpec("pb", "swp08", ("video", "audio"), 16, 8)
@@ -528,7 +528,7 @@ async def test_device_without_tally_dump_or_echo_is_still_read_and_confirmed(mak
 
 
 async def test_device_smaller_than_settings_comes_online_with_unknowns(make_rig, caplog):
-    async with SWP08Router(4, 4) as device:
+    async with SWP08Emulator(4, 4) as device:
         spec = RouterSpec("pb", "swp08", ("video",), 6, 6)
         with caplog.at_level(logging.INFO):
             rig = await make_rig(tcp_transport(await serve(device)), spec=spec)
@@ -539,14 +539,14 @@ async def test_device_smaller_than_settings_comes_online_with_unknowns(make_rig,
 
 
 async def test_deviating_device_is_understood(make_rig):
-    async with SWP08Router(16, 16, 2, reply_before_ack=True, byte_count_skew=1) as device:
+    async with SWP08Emulator(16, 16, 2, reply_before_ack=True, byte_count_skew=1) as device:
         rig = await make_rig(tcp_transport(await serve(device)))
         await rig.service.route(ALICE, "pb", 1, 2)
         assert rig.driver.session.codec.stats.skewed_byte_counts > 0
 
 
 async def test_extended_numbers_on_a_large_router(make_rig):
-    async with SWP08Router(1500, 1100, 1) as device:
+    async with SWP08Emulator(1500, 1100, 1) as device:
         spec = RouterSpec("pb", "swp08", ("video",), 1500, 1100)
         rig = await make_rig(tcp_transport(await serve(device)), spec=spec,
                              options={"protects": "off", "names": False})
@@ -557,7 +557,7 @@ async def test_extended_numbers_on_a_large_router(make_rig):
 
 
 async def test_levels_on_other_matrices(make_rig):
-    async with SWP08Router(8, 8, 3, matrices=2) as device:
+    async with SWP08Emulator(8, 8, 3, matrices=2) as device:
         spec = RouterSpec("pb", "swp08", ("video", "audio"), 8, 8)
         options = {"matrix": 1, "level_numbers": {"audio": 2}}
         rig = await make_rig(tcp_transport(await serve(device)), spec=spec, options=options)
@@ -573,7 +573,7 @@ async def test_levels_on_other_matrices(make_rig):
 
 
 async def test_names_updated_at_the_frame_reach_tieline(make_rig):
-    async with SWP08Router(16, 16, 2, names_updated_delay_s=0.02) as device:
+    async with SWP08Emulator(16, 16, 2, names_updated_delay_s=0.02) as device:
         rig = await make_rig(tcp_transport(await serve(device)))
         device.panel_name("destination", 2, "TX 1")
         event = await rig.next(LabelsChanged)
@@ -581,8 +581,8 @@ async def test_names_updated_at_the_frame_reach_tieline(make_rig):
 
 
 async def test_salvo_of_1000_crosspoints_is_pipelined_and_confirmed(make_rig, monkeypatch):
-    monkeypatch.setattr(SWP08Router, "command_log_size", None)  # every CONNECT is counted
-    async with SWP08Router(500, 500, 2) as device:
+    monkeypatch.setattr(SWP08Emulator, "command_log_size", None)  # every CONNECT is counted
+    async with SWP08Emulator(500, 500, 2) as device:
         spec = RouterSpec("pb", "swp08", ("video", "audio"), 500, 500)
         # the real timer values: no keepalive or confirmation fallback falls in the salvo
         rig = await make_rig(tcp_transport(await serve(device)), spec=spec,
@@ -606,7 +606,7 @@ async def test_serial_rig_follows_panel_changes(make_rig):
     master, slave = os.openpty()
     tty.setraw(slave)
     try:
-        async with SWP08Router(16, 16, 2) as device:
+        async with SWP08Emulator(16, 16, 2) as device:
             device.serve_stream(await open_fd_stream(master), "pty")
             transport = SerialTransport({"type": "serial", "device": os.ttyname(slave)},
                                         defaults=SWP08Driver.transport_defaults["serial"])
@@ -664,6 +664,6 @@ async def test_emulate_command_serves_tcp_and_a_serial_line():
 
 
 def test_serial_defaults_reach_the_emulate_command():
-    assert SWP08Router.serial_defaults == {"baudrate": 38400, "bytesize": 8, "parity": "N",
+    assert SWP08Emulator.serial_defaults == {"baudrate": 38400, "bytesize": 8, "parity": "N",
                                            "stopbits": 1}
-    assert SWP08Router.serial is True
+    assert SWP08Emulator.serial is True

@@ -19,7 +19,7 @@ from tieline.events import DeviceOnline, EventBus
 from tieline.failover import Failover, NodeStatus, Role, State
 from tieline.model import Crosspoint, Permission, Principal, RouterSpec, RouterState
 from tieline.plugins.simulator.driver import SimulatorDriver
-from tieline.plugins.simulator.emulator import SimulatedRouter
+from tieline.plugins.simulator.emulator import SimulatorEmulator
 from tieline.routing import RouterRuntime, RoutingService
 from tieline.transports import SerialTransport, SshTransport, TcpTransport, open_fd_stream
 
@@ -57,7 +57,7 @@ async def stop(task: asyncio.Task) -> None:
 
 async def test_serial_over_a_pseudo_terminal_pair():
     master, slave = os.openpty()
-    device = SimulatedRouter(1, 8, 8)
+    device = SimulatorEmulator(1, 8, 8)
     await device.start()
     try:
         device.serve_stream(await open_fd_stream(master), "pty")
@@ -84,7 +84,7 @@ async def test_serial_device_missing_is_a_link_error():
 
 
 async def test_ssh_with_known_hosts(tmp_path):
-    async with SimulatedRouter(1, 8, 8) as device:
+    async with SimulatorEmulator(1, 8, 8) as device:
         server = await device.serve_ssh(username="admin", password="extron")
         port = server.sockets[0].getsockname()[1]
         options = {"type": "ssh", "host": "127.0.0.1", "port": port, "username": "admin",

@@ -23,7 +23,7 @@ import pytest
 from tieline.auth import hash_token
 from tieline.failover import State
 from tieline.model import PortKind, Protect, ProtectKind
-from tieline.plugins.swp08.emulator import SWP08Router
+from tieline.plugins.swp08.emulator import SWP08Emulator
 
 from .helpers import RawClient, api_url, running_node
 
@@ -401,7 +401,7 @@ async def test_router_offline_then_back_resends_every_block(node):
 
 async def test_client_connecting_while_the_router_is_away_gets_the_device_block_only(
         settings_dir):
-    async with SWP08Router(16, 16, 1) as swp:
+    async with SWP08Emulator(16, 16, 1) as swp:
         server = await swp.serve_tcp("127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         folder = settings(settings_dir, [{"router": "pb"}], routers=[
@@ -758,7 +758,7 @@ async def test_client_that_never_reads_is_dropped_and_others_get_everything(sett
 
 
 async def test_videohub_client_routes_a_swp08_router(settings_dir):
-    async with SWP08Router(32, 32, 2) as swp:
+    async with SWP08Emulator(32, 32, 2) as swp:
         server = await swp.serve_tcp("127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         folder = settings(settings_dir, [{"router": "pb", "levels": "all"}], routers=[

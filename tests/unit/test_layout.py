@@ -59,3 +59,25 @@ def test_the_core_names_no_plugin():
                   if isinstance(node, ast.Constant) and node.value in names
                   and id(node) not in docstrings]
     assert found == []
+
+
+def test_bundled_emulators_are_named_like_their_drivers():
+    """Each bundled emulator registers under its driver's name (``tieline emulate
+    extron_sis`` for the driver ``extron_sis``), and its class is named like the driver's:
+    ``VideohubDriver`` and ``VideohubEmulator``, as the driver template's ``MatrixDriver``
+    and ``MatrixEmulator``."""
+    from tieline.plugin_manager import Plugins
+
+    plugins = Plugins()
+    drivers = plugins.drivers()
+    emulators = {name: found for name, found in plugins.emulators().items()
+                 if found[1].__module__.startswith("tieline.plugins.")}
+    assert {"videohub", "simulator", "swp08", "extron_sis"} <= set(emulators)
+    unlike = []
+    for name, (plugin, cls) in sorted(emulators.items()):
+        driver = drivers.get(name)
+        if driver is None or driver[0] != plugin:
+            unlike.append(f"emulator '{name}' of plugin '{plugin}': no driver of that name")
+        elif cls.__name__ != driver[1].__name__.removesuffix("Driver") + "Emulator":
+            unlike.append(f"emulator '{name}': class {cls.__name__} for {driver[1].__name__}")
+    assert unlike == []

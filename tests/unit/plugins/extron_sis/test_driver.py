@@ -36,7 +36,7 @@ from tieline.plugins.extron_sis.codec import (
     VerboseReport,
 )
 from tieline.plugins.extron_sis.driver import ExtronDriver, ExtronSession
-from tieline.plugins.extron_sis.emulator import ExtronMatrix
+from tieline.plugins.extron_sis.emulator import ExtronEmulator
 from tieline.transports import SerialTransport, SshTransport, TcpTransport
 
 TRACES = Path(__file__).parents[3] / "fixtures" / "extron_sis"
@@ -472,16 +472,16 @@ def test_no_session_method_ever_sends_clear_all_or_a_tie_to_every_output():
 
 def test_plugin_registers_the_driver_and_the_emulator_with_their_capabilities():
     assert extron_sis.tieline_router_drivers() == [ExtronDriver]
-    assert extron_sis.tieline_emulators() == [ExtronMatrix]
-    assert ExtronDriver.name == "extron_sis" and ExtronMatrix.name == "extron"
+    assert extron_sis.tieline_emulators() == [ExtronEmulator]
+    assert ExtronDriver.name == "extron_sis" and ExtronEmulator.name == "extron_sis"
     assert ExtronDriver.transports == ("tcp", "ssh", "serial")
     assert ExtronDriver.transport_defaults["tcp"] == {"port": 23}
     assert ExtronDriver.transport_defaults["ssh"] == {"port": 22023}
-    assert ExtronDriver.transport_defaults["serial"] == ExtronMatrix.serial_defaults == {
+    assert ExtronDriver.transport_defaults["serial"] == ExtronEmulator.serial_defaults == {
         "baudrate": 9600, "bytesize": 8, "parity": "N", "stopbits": 1}
     assert ExtronDriver.device_protects == frozenset()
     assert ExtronDriver.device_labels and ExtronDriver.allows_second_controller
-    assert ExtronMatrix.serial
+    assert ExtronEmulator.serial
     # the keepalive stays well inside the device's 5-minute idle timeout (§1.2)
     assert ExtronDriver.keepalive_interval_s < ExtronDriver.keepalive_timeout_s < 300
 

@@ -20,7 +20,7 @@ from tieline.plugins.extron_sis.codec import (
     SetVerbose,
     Tie,
 )
-from tieline.plugins.extron_sis.emulator import ExtronMatrix
+from tieline.plugins.extron_sis.emulator import ExtronEmulator
 from tieline.transports import ByteStream, memory_pipe
 
 BANNER = b"(c) Copyright 2024, Extron Electronics, Matrix 8x8 AV, V1.23, 60-1234-01\r\n" \
@@ -66,17 +66,17 @@ class Raw:
 
 @pytest.fixture
 async def device():
-    async with ExtronMatrix(8, 8, 2) as device:
+    async with ExtronEmulator(8, 8, 2) as device:
         yield device
 
 
-async def connect(device: ExtronMatrix, *, banner: bytes = BANNER) -> Raw:
+async def connect(device: ExtronEmulator, *, banner: bytes = BANNER) -> Raw:
     raw = Raw(await device.connect())
     await raw.expect(banner)
     return raw
 
 
-async def serial(device: ExtronMatrix) -> Raw:
+async def serial(device: ExtronEmulator) -> Raw:
     ours, theirs = memory_pipe()
     device.serve_stream(ours, "/dev/ttyUSB0")
     return Raw(theirs)
@@ -135,7 +135,7 @@ async def test_a_line_end_or_an_esc_command_ends_a_run_of_garbage(device):
 
 
 async def test_garbage_before_login_gets_one_prompt():
-    async with ExtronMatrix(8, 8, 2, password="pw") as device:
+    async with ExtronEmulator(8, 8, 2, password="pw") as device:
         c = await connect(device, banner=BANNER + b"\r\nPassword:")
         c.send(GARBAGE * 40)  # an over-long password, skipped to its line end
         await c.ask(b"\rpw\r", b"\r\nPassword:\r\nLogin Administrator\r\n")
@@ -219,7 +219,7 @@ async def test_names(device):
 
 
 async def test_password_login_and_user_rights():
-    async with ExtronMatrix(8, 8, password="admin pw", user_password="user") as device:
+    async with ExtronEmulator(8, 8, password="admin pw", user_password="user") as device:
         c = Raw(await device.connect())
         await c.expect(BANNER + b"\r\nPassword:")
         await c.ask(b"1*1!\r", b"\r\nPassword:")  # a command before the login is a try
@@ -241,7 +241,7 @@ async def test_password_login_and_user_rights():
 
 
 async def test_serial_line_has_no_banner_no_login_and_reports_changes():
-    async with ExtronMatrix(8, 8, password="pw") as device:
+    async with ExtronEmulator(8, 8, password="pw") as device:
         line = await serial(device)
         await line.ask(b"1%", b"01\r\n")  # no login on serial (§1.1)
         other = await connect(device, banner=BANNER + b"\r\nPassword:")
@@ -253,14 +253,14 @@ async def test_serial_line_has_no_banner_no_login_and_reports_changes():
 
 
 async def test_telnet_offers_and_their_refusal():
-    async with ExtronMatrix(8, 8, telnet_negotiation=True) as device:
+    async with ExtronEmulator(8, 8, telnet_negotiation=True) as device:
         c = Raw(await device.connect())
         await c.expect(b"\xff\xfb\x01\xff\xfb\x03\xff\xfd\x18" + BANNER)
         await c.ask(b"\xff\xfe\x01\xff\xfe\x03\xff\xfc\x181%", b"01\r\n")
 
 
 async def test_silent_ip_connection_is_dropped_and_the_timeout_can_be_changed():
-    async with ExtronMatrix(8, 8, idle_timeout_s=0.05) as device:
+    async with ExtronEmulator(8, 8, idle_timeout_s=0.05) as device:
         c = await connect(device)
         await c.closed()
         d = await connect(device)
@@ -270,7 +270,7 @@ async def test_silent_ip_connection_is_dropped_and_the_timeout_can_be_changed():
 
 
 async def test_large_frames_pad_to_three_digits_and_a_video_only_frame():
-    async with ExtronMatrix(120, 200, 1) as device:
+    async with ExtronEmulator(120, 200, 1) as device:
         c = await connect(device, banner=BANNER.replace(b"8x8 AV", b"120x200 V"))
         await c.ask(b"12*150!", b"Out150 In012 All\r\n")
         await c.ask(b"150%I", b"012\r\nV120X200\r\n")
@@ -280,7 +280,7 @@ async def test_large_frames_pad_to_three_digits_and_a_video_only_frame():
 
 
 async def test_slow_device_answers_in_order():
-    async with ExtronMatrix(8, 8, response_delay_s=0.01) as device:
+    async with ExtronEmulator(8, 8, response_delay_s=0.01) as device:
         c = await connect(device)
         await c.ask(b"1*1!2*2!Q", b"Out01 In01 All\r\nOut02 In02 All\r\n1.23\r\n")
 
@@ -298,10 +298,10 @@ async def test_command_log_and_set_ties(device):
 
 def test_constructor_and_cli_check_their_arguments():
     with pytest.raises(ValueError, match="1 \\(video\\) or 2"):
-        ExtronMatrix(8, 8, 3)
+        ExtronEmulator(8, 8, 3)
     with pytest.raises(ValueError, match="1–9999 inputs"):
-        ExtronMatrix(0, 8)
+        ExtronEmulator(0, 8)
     with pytest.raises(click.UsageError, match="--levels 1"):
-        ExtronMatrix.from_cli(inputs=8, outputs=8, levels=4)
-    device = ExtronMatrix.from_cli(inputs=4, outputs=6, levels=1)
+        ExtronEmulator.from_cli(inputs=8, outputs=8, levels=4)
+    device = ExtronEmulator.from_cli(inputs=4, outputs=6, levels=1)
     assert (device.inputs, device.outputs, device.levels, device.pad) == (4, 6, 1, 2)

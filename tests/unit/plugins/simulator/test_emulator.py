@@ -26,7 +26,7 @@ from tieline.plugins.simulator.codec import (
     Tally,
     Unprotect,
 )
-from tieline.plugins.simulator.emulator import SimulatedRouter
+from tieline.plugins.simulator.emulator import SimulatorEmulator
 from tieline.transports import ByteStream, StreamPair
 
 PROTECT, LOCK = ProtectKind.PROTECT, ProtectKind.LOCK
@@ -70,11 +70,11 @@ class Controller:
 
 @pytest.fixture
 async def device():
-    async with SimulatedRouter(2, 3, 5) as device:
+    async with SimulatorEmulator(2, 3, 5) as device:
         yield device
 
 
-async def controller(device: SimulatedRouter) -> Controller:
+async def controller(device: SimulatorEmulator) -> Controller:
     return Controller(await device.connect())
 
 
@@ -92,7 +92,7 @@ async def test_fresh_device_has_full_tally_and_videohub_labels(device):
 
 
 async def test_labels_given_replace_the_defaults():
-    async with SimulatedRouter(1, 2, 2, labels={PortKind.SOURCE: {1: "Cam 2"}}) as device:
+    async with SimulatorEmulator(1, 2, 2, labels={PortKind.SOURCE: {1: "Cam 2"}}) as device:
         dump = await (await controller(device)).dump()
     assert Label(PortKind.SOURCE, 1, "Cam 2") in dump
     assert Label(PortKind.SOURCE, 0, "Input 1") in dump
@@ -190,7 +190,7 @@ async def test_a_run_of_bad_lines_gets_one_error(device):
 
 
 async def test_switch_delay_applies_routes_late_and_in_order():
-    async with SimulatedRouter(1, 4, 4, switch_delay_s=0.05) as device:
+    async with SimulatorEmulator(1, 4, 4, switch_delay_s=0.05) as device:
         c = await controller(device)
         c.send(Route("a", (Crosspoint(0, 0, 1),)), Route("a", (Crosspoint(0, 0, 2),)),
                SetProtect(0, 3, LOCK, "a"))
@@ -209,7 +209,7 @@ async def test_panel_route_is_told_to_every_controller(device):
 
 
 async def test_controller_that_does_not_read_is_dropped(caplog):
-    async with SimulatedRouter(1, 100, 100, max_outgoing_bytes=1000) as device:
+    async with SimulatorEmulator(1, 100, 100, max_outgoing_bytes=1000) as device:
         c = await controller(device)
         with caplog.at_level(logging.WARNING):
             c.send(Dump())
@@ -221,7 +221,7 @@ async def test_controller_that_does_not_read_is_dropped(caplog):
 
 
 async def test_close_ends_every_session_and_task():
-    device = SimulatedRouter(1, 2, 2)
+    device = SimulatorEmulator(1, 2, 2)
     server = await device.serve_tcp("127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     tcp = Controller(StreamPair(*await asyncio.open_connection("127.0.0.1", port)))
@@ -244,7 +244,7 @@ async def test_close_ends_every_session_and_task():
 async def test_the_command_log_is_bounded(device):
     """The embedded simulator of every node must not grow with every route (issue 12)."""
     c = await controller(device)
-    size = SimulatedRouter.command_log_size
+    size = SimulatorEmulator.command_log_size
     assert size is not None
     routes = 2 * size + 10
     c.send(*(Route("a", (Crosspoint(0, d % 5, d % 3),)) for d in range(routes)), Ping())

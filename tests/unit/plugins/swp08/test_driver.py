@@ -44,7 +44,7 @@ from tieline.plugins.swp08.codec import (
     encode_message,
 )
 from tieline.plugins.swp08.driver import SWP08Driver, SWP08Session, WireLevel
-from tieline.plugins.swp08.emulator import SWP08Router
+from tieline.plugins.swp08.emulator import SWP08Emulator
 from tieline.transports import SerialTransport
 
 SPEC = RouterSpec("pb", "swp08", ("video", "audio"), 8, 4)
@@ -351,12 +351,12 @@ def test_label_write_is_update_name_then_a_read_back():
 
 def test_plugin_registers_the_driver_and_emulator_with_their_capabilities():
     assert swp08.tieline_router_drivers() == [SWP08Driver]
-    assert swp08.tieline_emulators() == [SWP08Router]
+    assert swp08.tieline_emulators() == [SWP08Emulator]
     assert SWP08Driver.name == "swp08" and SWP08Driver.transports == ("tcp", "serial")
     assert SWP08Driver.transport_defaults == {
         "serial": {"baudrate": 38400, "bytesize": 8, "parity": "N", "stopbits": 1}}
     assert SWP08Driver.device_protects == frozenset() and SWP08Driver.device_labels
-    assert SWP08Router.serial and SWP08Router.serial_defaults["baudrate"] == 38400
+    assert SWP08Emulator.serial and SWP08Emulator.serial_defaults["baudrate"] == 38400
 
 
 def test_settings_schema():

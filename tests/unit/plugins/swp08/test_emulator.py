@@ -44,7 +44,7 @@ from tieline.plugins.swp08.codec import (
     encode_frame,
     encode_message,
 )
-from tieline.plugins.swp08.emulator import SWP08Router
+from tieline.plugins.swp08.emulator import SWP08Emulator
 from tieline.transports import ByteStream
 
 
@@ -91,11 +91,11 @@ class Controller:
 
 @pytest.fixture
 async def router():
-    async with SWP08Router(20, 200, 2, names_updated_delay_s=0.05) as device:
+    async with SWP08Emulator(20, 200, 2, names_updated_delay_s=0.05) as device:
         yield device
 
 
-async def controller(device: SWP08Router, **kwargs) -> Controller:
+async def controller(device: SWP08Emulator, **kwargs) -> Controller:
     return Controller(await device.connect(), **kwargs)
 
 
@@ -113,7 +113,7 @@ async def test_interrogate_and_connect(router):
 
 
 async def test_routes_already_set_can_go_unconfirmed():
-    async with SWP08Router(4, 4, echo_unchanged=False) as device:
+    async with SWP08Emulator(4, 4, echo_unchanged=False) as device:
         a = await controller(device)
         a.send(Connect(0, 0, 1, 1))
         await a.quiet()
@@ -129,7 +129,7 @@ async def test_tally_dumps_in_word_byte_and_extended_form(router):
     assert dump[3].sources == tuple(d % 20 for d in range(192, 200))
     ext = await a.ask(TallyDumpRequest(0, 1, True), 4)  # asked extended: answered extended
     assert all(m.extended for m in ext)
-    async with SWP08Router(10, 70, dump_format="byte") as small:
+    async with SWP08Emulator(10, 70, dump_format="byte") as small:
         b = await controller(small)
         assert await b.ask(TallyDumpRequest(0, 0), 2) == [
             TallyDumpByte(0, 0, 0, tuple(d % 10 for d in range(64))),
@@ -137,7 +137,7 @@ async def test_tally_dumps_in_word_byte_and_extended_form(router):
 
 
 async def test_numbers_beyond_the_normal_range_are_answered_extended():
-    async with SWP08Router(2000, 1100) as big:
+    async with SWP08Emulator(2000, 1100) as big:
         a = await controller(big)
         assert await a.ask(Interrogate(0, 0, 1050, True)) == [
             Tally(0, 0, 1050, 1050, True, status=0)]
@@ -211,17 +211,17 @@ async def test_status_implementation_maintenance_and_invalid_messages(router):
 
 
 async def test_unsupported_commands():
-    async with SWP08Router(4, 4, unsupported={21, 97}, answer_invalid=False) as device:
+    async with SWP08Emulator(4, 4, unsupported={21, 97}, answer_invalid=False) as device:
         a = await controller(device)
         a.send(TallyDumpRequest(0, 0), ImplementationRequest())
         await a.quiet()
-    async with SWP08Router(4, 4, unsupported={21}) as device:
+    async with SWP08Emulator(4, 4, unsupported={21}) as device:
         a = await controller(device)
         assert await a.ask(TallyDumpRequest(0, 0)) == [InvalidMessage(21)]
 
 
 async def test_frames_left_without_ack_are_sent_again_then_given_up():
-    async with SWP08Router(4, 4, ack_timeout_s=0.02, retries=2) as device:
+    async with SWP08Emulator(4, 4, ack_timeout_s=0.02, retries=2) as device:
         a = await controller(device, ack=False)
         a.send(Interrogate(0, 0, 1))
         await asyncio.sleep(0.2)
@@ -250,7 +250,7 @@ async def test_a_nak_makes_the_device_send_again(router):
 
 
 async def test_deviations_on_request():
-    async with SWP08Router(4, 4, reply_before_ack=True, byte_count_skew=1) as device:
+    async with SWP08Emulator(4, 4, reply_before_ack=True, byte_count_skew=1) as device:
         a = await controller(device)
         assert await a.ask(Interrogate(0, 0, 2)) == [Tally(0, 0, 2, 2)]
         reply = bytes(a.raw)
@@ -259,7 +259,7 @@ async def test_deviations_on_request():
 
 
 async def test_response_and_switch_delays_keep_order():
-    async with SWP08Router(8, 8, switch_delay_s=0.05, response_delay_s=0.01) as device:
+    async with SWP08Emulator(8, 8, switch_delay_s=0.05, response_delay_s=0.01) as device:
         a = await controller(device)
         a.send(Connect(0, 0, 1, 5), Connect(0, 0, 1, 6))
         assert await a.read(2) == [Connected(0, 0, 1, 5), Connected(0, 0, 1, 6)]
@@ -276,7 +276,7 @@ async def test_panel_helpers_and_cli_construction(router):
         router.panel_route(9, 0, 0)
     with pytest.raises(ValueError, match="out of range"):
         router.panel_route(0, 500, 0)
-    cli = SWP08Router.from_cli(inputs=12, outputs=34, levels=3)
+    cli = SWP08Emulator.from_cli(inputs=12, outputs=34, levels=3)
     assert (cli.sources, cli.destinations, cli.levels) == (12, 34, 3)
     with pytest.raises(ValueError, match="1–65536 sources"):
-        SWP08Router(0, 4)
+        SWP08Emulator(0, 4)
