@@ -4,7 +4,8 @@ reads and watches, over a list of endpoints.
 Why not a library: the maintained asyncio clients speak gRPC (grpcio and protobuf, large
 binary wheels) and take one endpoint; the gateway is plain HTTP/1.1 and JSON, measured as
 fast as gRPC for a keepalive (about 1 ms on loopback), and the failover strategy needs exact
-control of every deadline. The HTTP framing is :mod:`.http` (sans-I/O).
+control of every deadline. HTTP/1.1 is h11's, through :mod:`.http` (sans-I/O: JSON in, JSON
+documents out, sizes bounded).
 
 The gateway's JSON is proto3's: 64-bit integers are strings, keys and values are base64, and
 fields with a zero value are left out (a failed transaction has no ``succeeded``; a
@@ -25,7 +26,7 @@ from urllib.parse import urlsplit
 
 from tieline import parse_hostport
 
-from .http import End, Head, HttpError, Line, ResponseParser, encode_request
+from .http import End, GatewayConnection, Head, HttpError, Line
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ class _Connection:
         self.host = urlsplit(url).netloc
         self.reader = reader
         self.writer = writer
-        self.parser = ResponseParser()
+        self.http = GatewayConnection(self.host)
         self.reusable = True
         self.answered = False  #: whether the current exchange received any byte
 
@@ -142,17 +143,14 @@ class _Connection:
         ``{"result": …}`` when streamed). Raises :class:`EtcdError` for an error status."""
         self.reusable = False  # until this response's End: an interrupted exchange spoils it
         self.answered = False
-        self.writer.write(encode_request(self.host, path, body))
+        self.writer.write(self.http.request(path, body))
         await self.writer.drain()
         status = 0
         while True:
             data = await self.reader.read(65536)
             self.answered = self.answered or bool(data)
-            events = self.parser.feed(data) if data else self.parser.eof()
-            if not data and not events:
-                self.reusable = False
-                raise ConnectionResetError(f"{self.url} closed the connection")
-            for event in events:
+            self.http.receive_data(data)  # b"": the server closed the connection
+            for event in self.http.events():
                 if isinstance(event, Head):
                     status = event.status
                 elif isinstance(event, Line):
@@ -166,8 +164,8 @@ class _Connection:
                 elif isinstance(event, End):
                     self.reusable = event.keep_alive
                     return
-            if not data:
-                return
+            if not data:  # and no End: nothing of an answer came
+                raise ConnectionResetError(f"{self.url} closed the connection")
 
     def close(self) -> None:
         self.reusable = False
