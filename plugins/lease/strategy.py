@@ -156,7 +156,16 @@ class LeaseStrategy(PeerLinkStrategy):
         return self.my_epoch if self.my_epoch is not None else self.node.epochs.epoch
 
     def link_timeout_s(self) -> float:
-        return self.lease_s
+        """Two leases: a peer-link connection on which nothing arrives for that long is
+        dropped and dialled again. Not one lease: on a node's own outgoing connection
+        only SSH keepalive answers arrive, and a lossy stretch (re-sends of the keepalive
+        and of its answer) can delay them past a lease while the link still carries
+        heartbeats; a connection dropped then must be dialled again through the same loss
+        (an SSH handshake: several round trips), and meanwhile no heartbeat goes out on
+        it: with one lease, that cost a needless takeover in the 10 % loss soak
+        (docs/failover.md, "How the default was chosen"). A connection that is really dead
+        costs nothing in safety: the lease, not the connection, decides a takeover."""
+        return 2 * self.lease_s
 
     async def handle(self, view: PeerView, message: dict[str, Any]) -> dict[str, Any] | None:
         if message.get("type") == "handover":

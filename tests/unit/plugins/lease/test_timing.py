@@ -81,3 +81,10 @@ def test_an_active_node_ticks_at_its_heartbeat(settings_dir):
     strategy.failover.update(state=State.ACTIVE, epoch=3)
     assert strategy.active
     assert strategy.next_tick_s() == pytest.approx(0.1)
+
+
+def test_a_silent_peer_link_connection_lives_two_leases(settings_dir):
+    """Its keepalive answers may come late through a lossy stretch; dropping it costs a
+    reconnect through the same loss, during which no heartbeat goes out on it."""
+    strategy, _ = _backup(settings_dir)
+    assert strategy.link_timeout_s() == pytest.approx(2 * strategy.lease_s)
