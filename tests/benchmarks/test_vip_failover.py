@@ -29,21 +29,21 @@ expired), the new node "now active", "virtual IP claimed", the router hears the 
 The killed node is then started again (standby; it removes the stale VIP at start) and the
 next run waits until all is stable.
 
-**keepalived series.** The tieline nodes, etcd and the emulator stopped; keepalived VRRPv3
-on a, b, c (``advert_int`` = ``--heartbeat-ms``, priorities 150/100/50, all ``state
-BACKUP`` with ``nopreempt``, the same VIP on eth0, multicast adverts on the bridge,
-``vrrp_garp_master_delay 0``), and on each node a TCP responder on 0.0.0.0:7000 that
-answers "who" with the node's name (``vip_client.py responder``). In ``cl`` a probe opens a
-new connection to VIP:7000 every 20 ms. Each run: one MASTER holding the VIP, the others
-BACKUP, the probe answered by the MASTER; the same random wait; **SIGKILL of the MASTER's
-keepalived** (its process group: the parent and the VRRP child at once; the responder keeps
-running, and the kernel keeps the VIP, so the probe is answered by the old node until the
-new MASTER's gratuitous ARPs). Measured: kill → the first answer through the VIP from
-another node: detection (3 × advert_int + skew), the VIP, GARP and a TCP answer; no
-application state. The killed keepalived is then started again: it removes the stale VIP at
-start ("removing VIPs") and, with ``nopreempt``, stays BACKUP (no second failover back to
-the higher priority, which would disturb the next run); the MASTER therefore alternates
-between a and b.
+**keepalived series** (``vrrp.py``, shared with test_failover.py). The tieline nodes, etcd
+and the emulator stopped; keepalived VRRPv3 on a, b, c (``advert_int`` = ``--heartbeat-ms``,
+priorities 150/100/50, all ``state BACKUP`` with ``nopreempt``, the same VIP on eth0,
+multicast adverts on the bridge, ``vrrp_garp_master_delay 0``), and on each node a TCP
+responder on 0.0.0.0:7000 that answers "who" with the node's name (``vip_client.py
+responder``). In ``cl`` a probe opens a new connection to VIP:7000 every 20 ms. Each run:
+one MASTER holding the VIP, the others BACKUP, the probe answered by the MASTER; the same
+random wait; **SIGKILL of the MASTER's keepalived** (its process group: the parent and the
+VRRP child at once; the responder keeps running, and the kernel keeps the VIP, so the probe
+is answered by the old node until the new MASTER's gratuitous ARPs). Measured: kill → the
+first answer through the VIP from another node: detection (3 × advert_int + skew), the VIP,
+GARP and a TCP answer; no application state. The killed keepalived is then started again: it
+removes the stale VIP at start ("removing VIPs") and, with ``nopreempt``, stays BACKUP (no
+second failover back to the higher priority, which would disturb the next run); the MASTER
+therefore alternates between a and b.
 
 Target: tieline no slower than keepalived at equal heartbeat interval (p50 and p99), while
 also guaranteeing that the new active has the router state loaded.
@@ -61,7 +61,6 @@ import argparse
 import asyncio
 import base64
 import contextlib
-import ctypes
 import hashlib
 import itertools
 import json
@@ -85,72 +84,21 @@ sys.path.insert(0, str(REPO))
 import harness  # noqa: E402
 
 from tests.etcdserver import EtcdServer, etcd_unavailable_reason  # noqa: E402
-from tests.failover.cluster import OPERATOR_TOKEN, TIELINE, terminate, wait_for  # noqa: E402
+from tests.failover.cluster import OPERATOR_TOKEN, TIELINE, wait_for  # noqa: E402
 from tests.failover.lan import CLIENT, Lan, LanUnavailable, lan  # noqa: E402
 from tests.failover.netns import why_unavailable  # noqa: E402
 from tests.failover.test_etcd_vip import LanCluster  # noqa: E402
+from vrrp import (  # noqa: E402
+    KeepalivedRun,
+    KeepalivedSeries,
+    Program,
+    errors_seen,
+    helper,
+    ms,
+)
 
-HELPER = HERE / "vip_client.py"
-RESPONDER_PORT = 7000
-PRIORITIES = {"a": 150, "b": 100, "c": 50}
 CLUSTER_NAME = "test"  # LanCluster's: keys under /tieline/test/
 OPTIONAL = ("heartbeat_ms", "renew_deadline_ms", "lease_ms")
-PR_SET_CHILD_SUBREAPER = 36
-
-
-def ms(ns: float | None) -> str:
-    return "-" if ns is None else f"{ns / 1e6:.0f}"
-
-
-# -- processes and their JSON lines ------------------------------------------------------------
-class JsonLines:
-    """A file of JSON lines that another process appends to, read as it grows."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.records: list[dict[str, Any]] = []
-        self._offset = 0
-        self._rest = b""
-
-    def refresh(self) -> list[dict[str, Any]]:
-        if self.path.exists():
-            with open(self.path, "rb") as f:
-                f.seek(self._offset)
-                data = f.read()
-            self._offset += len(data)
-            *lines, self._rest = (self._rest + data).split(b"\n")
-            for line in lines:
-                with contextlib.suppress(ValueError):
-                    self.records.append(json.loads(line))
-        return self.records
-
-
-class Program:
-    """A process in a namespace: stdout (JSON lines) to one file, stderr to another."""
-
-    def __init__(self, name: str, args: list[str], folder: Path) -> None:
-        self.name = name
-        self.out = JsonLines(folder / f"{name}.jsonl")
-        self.err = folder / f"{name}.log"
-        with open(self.out.path, "ab") as out, open(self.err, "ab") as err:
-            self.popen = subprocess.Popen(args, stdout=out, stderr=err,
-                                          stdin=subprocess.DEVNULL, start_new_session=True)
-
-    def records(self) -> list[dict[str, Any]]:
-        return self.out.refresh()
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def stop(self) -> None:
-        terminate(self.popen)
-
-    def tail(self) -> str:
-        return self.err.read_text(errors="replace")[-3000:] if self.err.exists() else ""
-
-
-def helper(net: Lan, machine: str, name: str, folder: Path, *args: str) -> Program:
-    return Program(name, [*net.prefix(machine), sys.executable, str(HELPER), *args], folder)
 
 
 class EtcdWatch:
@@ -407,235 +355,20 @@ async def tieline_stable(cluster: BenchCluster, client: Program, net: Lan) -> st
 
 
 # -- the keepalived series ---------------------------------------------------------------------
-NOTIFY = """#!/bin/sh
-# keepalived notify: $1 our state file; then INSTANCE NAME STATE PRIORITY
-echo "$(date +%s.%N) $4" >> "$1"
-"""
-
-
-@dataclass
-class Keepalived:
-    """keepalived (VRRP only, in the foreground) on one node."""
-
-    net: Lan
-    node: str
-    folder: Path
-    advert_s: float
-    starts: int = 0
-    popen: subprocess.Popen[bytes] | None = None
-    vrrp_pid: int | None = None
-    started_wall: float = 0.0
-
-    @property
-    def conf(self) -> Path:
-        return self.folder / f"{self.node}.conf"
-
-    @property
-    def state_file(self) -> Path:
-        return self.folder / f"{self.node}.states"
-
-    def write_conf(self) -> None:
-        self.conf.write_text(f"""global_defs {{
-    router_id bench_{self.node}
-    vrrp_version 3
-    enable_script_security
-    script_user root
-    vrrp_garp_master_delay 0
-}}
-vrrp_instance VI_bench {{
-    state BACKUP
-    nopreempt
-    interface eth0
-    virtual_router_id 66
-    priority {PRIORITIES[self.node]}
-    advert_int {self.advert_s:g}
-    virtual_ipaddress {{
-        {self.net.vip_cidr} dev eth0
-    }}
-    notify "{self.folder / 'notify.sh'} {self.state_file}"
-}}
-""")
-        (self.folder / "notify.sh").write_text(NOTIFY)
-        os.chmod(self.folder / "notify.sh", 0o755)
-
-    def start(self) -> None:
-        self.starts += 1
-        # fresh pid files: the killed one's VRRP child may not be reaped yet, and keepalived
-        # would take a leftover pid file for a running daemon
-        stem = self.folder / f"{self.node}-{self.starts}"
-        self.started_wall = time.time()
-        with open(self.folder / f"{self.node}.log", "ab") as log:
-            self.popen = subprocess.Popen(
-                [*self.net.prefix(self.node), "keepalived", "-n", "-l", "-D", "-G", "-P",
-                 "-f", str(self.conf), "-p", f"{stem}.pid", "-r", f"{stem}.vrrp.pid"],
-                stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
-        self._pidfile = Path(f"{stem}.vrrp.pid")
-
-    def wait_child(self, timeout: float = 10) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError, ValueError):
-                self.vrrp_pid = int(self._pidfile.read_text().split()[0])
-                return
-            time.sleep(0.01)
-        raise AssertionError(f"keepalived on {self.node} wrote no VRRP pid file")
-
-    def states(self) -> list[tuple[float, str]]:
-        if not self.state_file.exists():
-            return []
-        out = []
-        for line in self.state_file.read_text().splitlines():
-            words = line.split()
-            if len(words) == 2:
-                out.append((float(words[0]), words[1]))
-        return out
-
-    def state(self) -> str | None:
-        """The last state since the last start (notify), or None."""
-        now = [s for t, s in self.states() if t >= self.started_wall]
-        return now[-1] if now else None
-
-    def kill(self) -> None:
-        """SIGKILL to the process group: the parent and its VRRP child at once."""
-        assert self.popen is not None
-        os.killpg(self.popen.pid, signal.SIGKILL)
-
-    def reap(self) -> None:
-        assert self.popen is not None
-        self.popen.wait(10)
-        if self.vrrp_pid is not None:  # reparented to us (child subreaper)
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(self.vrrp_pid, 0)
-            self.vrrp_pid = None
-
-    def stop(self) -> None:
-        """SIGTERM (keepalived removes its VIP), SIGKILL if it lingers."""
-        if self.popen is None:
-            return
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait(10)
-        if self.vrrp_pid is not None:
-            with contextlib.suppress(ChildProcessError, ProcessLookupError):
-                os.waitpid(self.vrrp_pid, os.WNOHANG)
-
-
-@dataclass
-class KeepalivedRun:
-    run: int
-    killed: str
-    new: str
-    took_ns: int
-    master_ns: int | None  #: kill → the new MASTER's notify
-    failed: int
-
-
-def vip_holders(net: Lan) -> list[str]:
-    return [n for n in net.nodes if net.holds_vip(n)]
-
-
 async def keepalived_series(net: Lan, args: argparse.Namespace, root: Path
                             ) -> dict[str, Any]:
-    root.mkdir(parents=True, exist_ok=True)
-    # the killed keepalived's VRRP child is orphaned: be its reaper (PID 1 here may not)
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    for node in vip_holders(net):  # nothing should be left by the tieline series
-        net.ip(node, "addr", "del", net.vip_cidr, "dev", "eth0", check=False)
-    responders = [helper(net, n, f"responder-{n}", root, "responder", "--name", n, "--port",
-                         str(RESPONDER_PORT)) for n in net.nodes]
-    daemons = {n: Keepalived(net, n, root, args.heartbeat_ms / 1000) for n in net.nodes}
-    probe: Program | None = None
-    runs: list[KeepalivedRun] = []
+    series = KeepalivedSeries(net, root, args.heartbeat_ms / 1000, args.interval_ms / 1000)
     try:
-        for n in net.nodes:
-            net.wait_port(CLIENT, net.lan_address(n), RESPONDER_PORT)
-        for daemon in daemons.values():
-            daemon.write_conf()
-            daemon.start()
-        for daemon in daemons.values():
-            daemon.wait_child()
-        probe = helper(net, CLIENT, "probe", root, "probe", "--host", net.vip, "--port",
-                       str(RESPONDER_PORT), "--interval", str(args.interval_ms / 1000))
-
+        await series.start()
         for run in range(1, args.runs + 1):
-            master = await keepalived_stable(net, daemons, probe)
-            await asyncio.sleep(0.3 + random.uniform(0, args.phase_s))
-            errors_before = len([r for r in probe.records() if "error" in r])
-            kill_wall = time.time()
-            killed_ns = time.monotonic_ns()
-            daemons[master].kill()
-
-            def first() -> dict[str, Any] | None:
-                return next((r for r in probe.records() if r["t_ns"] > killed_ns
-                             and r.get("node") not in (None, master)), None)
-
-            await wait_for(lambda: first() is not None, 60,
-                           f"run {run}: an answer through the VIP from another node")
-            answer = first()
-            assert answer is not None
-            daemons[master].reap()
-            new = answer["node"]
-            await wait_for(lambda: daemons[new].state() == "MASTER", 5,
-                           f"{new}'s MASTER notify")
-            became = next((t for t, s in daemons[new].states()
-                           if s == "MASTER" and t >= kill_wall), None)
-            failed = len([r for r in probe.records() if "error" in r]) - errors_before
-            runs.append(KeepalivedRun(run, master, new, answer["t_ns"] - killed_ns,
-                                      None if became is None
-                                      else int((became - kill_wall) * 1e9), failed))
-            r = runs[-1]
-            print(f"keepalived run {run}/{args.runs}: {master} killed → {new}: answer "
-                  f"{ms(r.took_ns)} ms (MASTER {ms(r.master_ns)} ms)", flush=True)
-            daemons[master].start()  # BACKUP again (nopreempt); removes the stale VIP
-            daemons[master].wait_child()
+            await series.run_once(run, args.runs, args.phase_s)
     except BaseException:
-        for daemon in daemons.values():
-            log = root / f"{daemon.node}.log"
-            if log.exists():
-                print(f"===== keepalived {daemon.node}\n{log.read_text()[-3000:]}")
+        series.print_logs()
         raise
     finally:
-        if probe is not None:
-            probe.stop()
-        for daemon in daemons.values():
-            daemon.stop()
-        for responder in responders:
-            responder.stop()
-    return {"runs": runs,
-            "answers": len([r for r in probe.records() if "node" in r]) if probe else 0,
-            "failed": len([r for r in probe.records() if "error" in r]) if probe else 0,
-            "errors": errors_seen(probe.records(), "error") if probe else []}
+        series.stop()
+    return series.result()
 
-
-async def keepalived_stable(net: Lan, daemons: dict[str, Keepalived], probe: Program) -> str:
-    """Wait until one MASTER holds the VIP alone, the others are BACKUP, and the probe is
-    answered by the MASTER; the MASTER."""
-    since = time.monotonic_ns()
-    found: dict[str, str] = {}
-
-    async def stable() -> bool:
-        states = {n: d.state() for n, d in daemons.items()}
-        masters = [n for n, s in states.items() if s == "MASTER"]
-        if len(masters) != 1 or any(s != "BACKUP" for n, s in states.items()
-                                    if n != masters[0]):
-            return False
-        if vip_holders(net) != masters:
-            return False
-        recent = [r for r in probe.records() if r["t_ns"] > since]
-        if len(recent) < 3 or any(r.get("node") != masters[0] for r in recent[-3:]):
-            return False
-        found["master"] = masters[0]
-        return True
-
-    await wait_for(stable, 60, "one MASTER holding the VIP alone, the others BACKUP, the "
-                               "probe answered by the MASTER", interval=0.05)
-    return found["master"]
 
 
 # -- reporting ---------------------------------------------------------------------------------
@@ -742,16 +475,6 @@ def strategy_source() -> str:
             ["git", "-C", str(REPO), "status", "--porcelain", "--", str(path)],
             capture_output=True, text=True, timeout=10, check=True).stdout.strip() else "no"
     return f"plugins/etcd/strategy.py sha256 {digest} (differs from the commit: {changed})"
-
-
-def errors_seen(records: list[dict[str, Any]], key: str) -> list[str]:
-    """Distinct error texts (with counts) among ``records``."""
-    counts: dict[str, int] = {}
-    for r in records:
-        if key in r:
-            text = str(r[key])[:160]
-            counts[text] = counts.get(text, 0) + 1
-    return [f"{n} × {text}" for text, n in counts.items()]
 
 
 async def run(args: argparse.Namespace) -> bool | None:
