@@ -352,7 +352,11 @@ class LeaseStrategy(PeerLinkStrategy):
         expiry = max([self.watching_since + wait,
                       *(p.heard + wait for p in self.peers.values() if p.state == "active")])
         left = expiry - self.clock()
-        return left + 0.001 if 0 <= left < delay else delay
+        if left < delay and self.last_tick <= expiry:
+            # due before the next heartbeat, or already past while the last tick ran just
+            # before it (a tick that found the node not yet silent): tick at the expiry
+            return max(left, 0.0) + 0.001
+        return delay
 
     def _other_candidate_first(self) -> bool:
         """Among standby backups that reach their routers, the lowest name goes first."""
