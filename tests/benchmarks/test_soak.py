@@ -15,7 +15,7 @@ crosspoints in turn (each changes every crosspoint), one at a time: the issue's 
 figure (18 KB more per salvo; 53 -> 200 MB over 8,000).
 
 Warm-up is the first 5 % of each run (at least 5,000 routes or 1,000 salvos): buffers,
-caches and the emulator's command log (the latest 1,000 commands) fill then. The figures
+caches and the emulator's command log (the latest 100 commands) fill then. The figures
 are the RSS after warm-up (the baseline) and the drift after it: the highest sample less
 the baseline, and the spread (highest less lowest). The target is a spread under 5 MB;
 the benchmark asserts it.
