@@ -232,7 +232,9 @@ async def soak(root: Path, minutes: float, profile: str, cpu_pct: float, loss: f
         "first_grant": f"{first.node} epoch {first.epoch}" if first else None,
         "takeovers": takeovers, "fenced": fenced, "demotes": demotes,
         "main": _probes(root / "a.probe.jsonl"), "backup": _probes(root / "b.probe.jsonl"),
-        "operations": dict(Counter(f"{op.kind} {op.outcome}" for op in ops).most_common()),
+        "operations": dict(Counter(
+            f"{op.kind} {op.outcome}" + (f" ({op.error})" if op.error else "")
+            for op in ops).most_common()),
         "lost_chunks": {f"{d}->{p}": sum(s.lost_chunks for s in proxy.stats.values())
                         for (d, p), proxy in cluster.peer_proxies.items()},
     }
