@@ -97,12 +97,20 @@ class Limits:
         for their order to be certain: a log line's time is truncated to the millisecond
         (a transition logged at .850 happened in [.850, .851)), and the harness notes a
         kill just after it sent it.
+    :param transit_s: how long a command may take from the node's write to the emulator's
+        log (the harness's router proxy and the emulator's own loop, both busy under the
+        nemesis: tens of milliseconds). A change the router logged within it after the node
+        stood down (demoted or fenced) without being superseded is taken as written before:
+        the node's write time is not recorded. Found by the short etcd run: a CONNECT logged
+        20 ms after a voluntary demotion, the node's next frame withdrawn when its ACK came.
+        A command at an epoch another node had been granted is never excused by it.
     """
 
     slack_s: float = 0.05
     unknown_window_s: float = 15.0
     heal_grace_s: float | None = None
     resolution_s: float = 0.002
+    transit_s: float = 0.05
 
 
 @dataclass(frozen=True)
@@ -359,6 +367,12 @@ def iter_epochs(h: History, limits: Limits = Limits()) -> Iterator[Violation]:
         if c.node is None or not c.writes:
             continue
         life = _life_at(events[c.node], c.t - limits.resolution_s)
+        last = life.last
+        if (not life.acting or life.epoch is None) and last is not None \
+                and last.kind in ("demote", "fenced") and c.t - last.t <= limits.transit_s:
+            before = _life_at(events[c.node], last.t - limits.resolution_s)
+            if before.acting and before.epoch is not None:
+                life = before  # written before it stood down: the superseded rule below
         if not life.acting or life.epoch is None:
             last = life.last
             why = ("it was not running" if not life.running else

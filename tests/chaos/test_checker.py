@@ -242,6 +242,22 @@ def test_p3_a_write_while_fenced_or_after_a_restart_fails():
     assert check_epochs(revalidated) is None
 
 
+def test_p3_a_change_logged_in_transit_after_standing_down_is_written_before():
+    """The router logs a command some milliseconds after the node wrote it: one logged
+    within transit_s of a demotion nothing superseded was written while the node acted;
+    later, or at an epoch another node had been granted, it is a violation."""
+    demoted = _failover([NodeEvent("b", at(12), "demote")])
+    demoted.commands = [sent(3, 5, 12.02, node="b")]
+    assert check_epochs(demoted) is None
+    demoted.commands = [sent(3, 5, 12.2, node="b")]
+    v = check_epochs(demoted)
+    assert v is not None and "its last transition was demote" in v.summary
+    superseded = _failover([NodeEvent("a", at(11.99), "demote")])  # b granted 2 at 11
+    superseded.commands = [sent(3, 5, 12.0, node="a")]
+    v = check_epochs(superseded)
+    assert v is not None and "at epoch 1 after node b had been granted epoch 2" in v.summary
+
+
 def test_p3_the_documented_lease_split_is_excused_until_the_link_heals():
     cut = Fault("partition", "a|b", at(10), at(20), (("a", "b"), ("b", "a")))
     h = _failover(faults=[cut])
