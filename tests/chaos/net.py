@@ -27,23 +27,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import ipaddress
 import os
-import random
 import shutil
 import signal
 import socket
 import subprocess
 import uuid
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import combinations
 
-CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
-
+from tests.netspace import enter_netns, free_networks, run
 
 class NetUnavailable(Exception):
     """The network cannot be made here (the reason is the message)."""
@@ -57,10 +52,6 @@ def why_unavailable() -> str | None:
     return None
 
 
-def _run(args: Sequence[str], check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(args), check=check, capture_output=True, text=True, timeout=30)
-
-
 async def arun(*args: str, check: bool = True) -> str:
     """Run a command without blocking the event loop (the harness's proxies run on it)."""
     process = await asyncio.create_subprocess_exec(
@@ -69,45 +60,6 @@ async def arun(*args: str, check: bool = True) -> str:
     if check and process.returncode != 0:
         raise subprocess.CalledProcessError(process.returncode, list(args), out, err)
     return out.decode()
-
-
-def _used_networks() -> list[ipaddress.IPv4Network]:
-    found = []
-    for line in _run(["ip", "-4", "-o", "addr", "show"]).stdout.splitlines():
-        words = line.split()
-        if "inet" in words:
-            found.append(ipaddress.ip_interface(words[words.index("inet") + 1]).network)
-    for line in _run(["ip", "-4", "route", "show", "table", "all"]).stdout.splitlines():
-        words = line.split()
-        if words and words[0] in ("local", "broadcast", "unicast", "multicast", "unreachable",
-                                  "blackhole", "prohibit", "throw"):
-            words = words[1:]
-        if words and words[0] != "default":
-            with contextlib.suppress(ValueError):
-                found.append(ipaddress.ip_network(words[0], strict=False))
-    return found
-
-
-def _free_networks(count: int) -> list[ipaddress.IPv4Network]:
-    used = _used_networks()
-    chosen: list[ipaddress.IPv4Network] = []
-    for _ in range(1000):
-        net = ipaddress.ip_network(f"10.{random.randint(16, 254)}.{random.randint(0, 255)}.0/24")
-        if net not in chosen and not any(net.overlaps(u) for u in used):
-            chosen.append(net)
-            if len(chosen) == count:
-                return chosen
-    raise NetUnavailable("no free 10.x.y.0/24 network left for the chaos network")
-
-
-def _enter_netns(name: str) -> None:
-    fd = os.open(f"/run/netns/{name}", os.O_RDONLY)
-    try:
-        if _libc.setns(fd, CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"setns into {name}: {os.strerror(err)}")
-    finally:
-        os.close(fd)
 
 
 @dataclass
@@ -154,25 +106,28 @@ class ChaosNet:
         reason = why_unavailable()
         if reason:
             raise NetUnavailable(reason)
-        self.host_net, self.peer_net = _free_networks(2)
+        networks = free_networks(2)
+        if networks is None:
+            raise NetUnavailable("no free 10.x.y.0/24 network left for the chaos network")
+        self.host_net, self.peer_net = networks
         try:
             for node in self.nodes:
                 ns = self.ns(node)
-                _run(["ip", "netns", "add", ns])
+                run(["ip", "netns", "add", ns])
                 self._made.append(ns)
-                _run(["ip", "-n", ns, "link", "set", "lo", "up"])
+                run(["ip", "-n", ns, "link", "set", "lo", "up"])
                 outside, inside = f"tch{self.tag}{self._index(node)}", \
                     f"tcn{self.tag}{self._index(node)}"
-                _run(["ip", "link", "add", outside, "type", "veth", "peer", "name", inside,
+                run(["ip", "link", "add", outside, "type", "veth", "peer", "name", inside,
                       "netns", ns])
-                _run(["ip", "addr", "add", f"{self.host_end(node)}/30", "dev", outside])
-                _run(["ip", "link", "set", outside, "up"])
-                _run(["ip", "-n", ns, "addr", "add", f"{self.node_address(node)}/30", "dev",
+                run(["ip", "addr", "add", f"{self.host_end(node)}/30", "dev", outside])
+                run(["ip", "link", "set", outside, "up"])
+                run(["ip", "-n", ns, "addr", "add", f"{self.node_address(node)}/30", "dev",
                       inside])
-                _run(["ip", "-n", ns, "link", "set", inside, "up"])
+                run(["ip", "-n", ns, "link", "set", inside, "up"])
             for node in self.nodes:  # every peer address, local in every namespace
                 for other in self.nodes:
-                    _run(["ip", "-n", self.ns(node), "addr", "add",
+                    run(["ip", "-n", self.ns(node), "addr", "add",
                           f"{self.peer_address(other)}/32", "dev", "lo"])
         except subprocess.CalledProcessError as exc:
             self.destroy()
@@ -186,19 +141,19 @@ class ChaosNet:
             pool.shutdown(wait=False, cancel_futures=True)
         self._threads.clear()
         for ns in self._made:
-            for pid in _run(["ip", "netns", "pids", ns], check=False).stdout.split():
+            for pid in run(["ip", "netns", "pids", ns], check=False).stdout.split():
                 with contextlib.suppress(ProcessLookupError, ValueError):
                     os.kill(int(pid), signal.SIGKILL)
         for i, _ in enumerate(self.nodes):
-            _run(["ip", "link", "del", f"tch{self.tag}{i}"], check=False)
+            run(["ip", "link", "del", f"tch{self.tag}{i}"], check=False)
         while self._made:
-            _run(["ip", "netns", "del", self._made.pop()], check=False)
+            run(["ip", "netns", "del", self._made.pop()], check=False)
 
     # -- sockets inside a namespace ------------------------------------------------------
     def thread(self, node: str) -> ThreadPoolExecutor:
         if node not in self._threads:
             self._threads[node] = ThreadPoolExecutor(
-                1, thread_name_prefix=f"netns-{node}", initializer=_enter_netns,
+                1, thread_name_prefix=f"netns-{node}", initializer=enter_netns,
                 initargs=(self.ns(node),))
         return self._threads[node]
 

@@ -35,10 +35,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import ipaddress
 import os
-import random
 import shutil
 import signal
 import socket
@@ -49,13 +47,14 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from tests.netspace import enter_netns, free_networks, run
+
 from .cluster import wait_port
 from .netns import why_unavailable
 
 SWITCH = "sw"
 CLIENT = "cl"
 NODES = ("a", "b", "c")
-CLONE_NEWNET = 0x40000000
 
 #: the last octet of each machine's address on the LAN (and on the etcd network)
 HOSTS = {"a": 1, "b": 2, "c": 3, "d": 4, "e": 5, CLIENT: 50, SWITCH: 254}
@@ -64,56 +63,6 @@ VIP_HOST = 100
 
 class LanUnavailable(Exception):
     """The LAN cannot be made here (the reason is the message)."""
-
-
-def _run(args: Sequence[str], check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(args), check=check, capture_output=True, text=True,
-                          timeout=30)
-
-
-def _host_networks() -> list[ipaddress.IPv4Network]:
-    """Networks the root namespace has addresses in or routes to (the default excepted)."""
-    found = []
-    for line in _run(["ip", "-4", "-o", "addr", "show"]).stdout.splitlines():
-        words = line.split()
-        if "inet" in words:
-            found.append(ipaddress.ip_interface(words[words.index("inet") + 1]).network)
-    for line in _run(["ip", "-4", "route", "show", "table", "all"]).stdout.splitlines():
-        words = line.split()
-        if words and words[0] in ("local", "broadcast", "unicast", "multicast", "anycast",
-                                  "unreachable", "blackhole", "prohibit", "throw", "nat"):
-            words = words[1:]
-        if words and words[0] != "default":
-            with contextlib.suppress(ValueError):
-                found.append(ipaddress.ip_network(words[0], strict=False))
-    return found
-
-
-def _free_networks(count: int) -> list[ipaddress.IPv4Network]:
-    """``count`` distinct random 10.x.y.0/24 networks that overlap nothing of the host."""
-    used = _host_networks()
-    chosen: list[ipaddress.IPv4Network] = []
-    for _ in range(1000):
-        net = ipaddress.ip_network(f"10.{random.randint(16, 254)}.{random.randint(0, 255)}.0/24")
-        if net not in chosen and not any(net.overlaps(u) for u in used):
-            chosen.append(net)
-            if len(chosen) == count:
-                return chosen
-    raise LanUnavailable("no free 10.x.y.0/24 network left for the test LAN")
-
-
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _enter_netns(name: str) -> None:
-    """Move the calling thread into network namespace ``name`` (setns(2))."""
-    fd = os.open(f"/run/netns/{name}", os.O_RDONLY)
-    try:
-        if _libc.setns(fd, CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"setns into {name}: {os.strerror(err)}")
-    finally:
-        os.close(fd)
 
 
 @dataclass
@@ -167,7 +116,7 @@ class Lan:
         machines = [SWITCH, *self.nodes, CLIENT]
         for machine in machines:
             name = f"tl6{machine}-{self.tag}"
-            _run(["ip", "netns", "add", name])
+            run(["ip", "netns", "add", name])
             self.namespaces[machine] = name
             self.ip(machine, "link", "set", "lo", "up")
         plen = self.lan_net.prefixlen
@@ -198,24 +147,24 @@ class Lan:
         self._threads.clear()
         for machine, name in self.namespaces.items():
             # a process still in one of our namespaces can only be one we started
-            pids = _run(["ip", "netns", "pids", name], check=False).stdout.split()
+            pids = run(["ip", "netns", "pids", name], check=False).stdout.split()
             for pid in pids:
                 with contextlib.suppress(ProcessLookupError, ValueError):
                     os.kill(int(pid), signal.SIGKILL)
         for machine in list(self.namespaces):
             # the namespace's interfaces (and the other ends of its pairs) go with it
-            _run(["ip", "netns", "del", self.namespaces.pop(machine)], check=False)
+            run(["ip", "netns", "del", self.namespaces.pop(machine)], check=False)
 
     # -- commands ----------------------------------------------------------------------
     def ip(self, machine: str, *args: str, check: bool = True
            ) -> subprocess.CompletedProcess[str]:
         """``ip -n <machine's namespace> ARGS``."""
-        return _run(["ip", "-n", self.ns(machine), *args], check=check)
+        return run(["ip", "-n", self.ns(machine), *args], check=check)
 
     def run(self, machine: str, *args: str, check: bool = True
             ) -> subprocess.CompletedProcess[str]:
         """Run a command on ``machine`` and wait for it."""
-        return _run([*self.prefix(machine), *args], check=check)
+        return run([*self.prefix(machine), *args], check=check)
 
     def addresses(self, machine: str, dev: str = "eth0") -> list[str]:
         """The IPv4 addresses (without prefix length) on ``machine``'s ``dev``."""
@@ -280,7 +229,7 @@ class Lan:
         processes it starts are born there)."""
         if machine not in self._threads:
             self._threads[machine] = ThreadPoolExecutor(
-                1, thread_name_prefix=f"netns-{machine}", initializer=_enter_netns,
+                1, thread_name_prefix=f"netns-{machine}", initializer=enter_netns,
                 initargs=(self.ns(machine),))
         return self._threads[machine]
 
@@ -318,7 +267,10 @@ def lan(nodes: Sequence[str] = NODES) -> Iterator[Lan]:
     reason = why_unavailable()
     if reason:
         raise LanUnavailable(reason)
-    lan_net, etcd_net = _free_networks(2)
+    networks = free_networks(2)
+    if networks is None:
+        raise LanUnavailable("no free 10.x.y.0/24 network left for the test LAN")
+    lan_net, etcd_net = networks
     made = Lan(tag=uuid.uuid4().hex[:6], lan_net=lan_net, etcd_net=etcd_net,
                nodes=tuple(nodes))
     try:
