@@ -160,6 +160,21 @@ class Node:
                 else None for name in SHARED_FILES}
 
 
+def fill_disk(folder: Path) -> Path:
+    """Fill the filesystem of ``folder`` to the last byte (a file in it, written until
+    ENOSPC in ever smaller writes); the file, to remove when done."""
+    filler = folder / ".chaos-filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        for size in (1 << 16, 1 << 10, 1):
+            with contextlib.suppress(OSError):
+                while True:
+                    os.write(fd, b"\0" * size)
+    finally:
+        os.close(fd)
+    return filler
+
+
 # -- the cluster -----------------------------------------------------------------------------
 
 @dataclass
@@ -531,15 +546,7 @@ class Nemesis:
         seconds = self.rng.uniform(1.0, 4.0)
         self.note(f"disk of {name} full for {seconds:.2f} s")
         ended = self._fault("disk_full", name, time.time(), seconds=round(seconds, 2))
-        filler = folder / ".chaos-filler"
-        fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            for size in (1 << 16, 1 << 10, 1):  # until ENOSPC, in ever smaller writes
-                with contextlib.suppress(OSError):
-                    while True:
-                        os.write(fd, b"\0" * size)
-        finally:
-            os.close(fd)
+        filler = fill_disk(folder)
         await asyncio.sleep(seconds)
         filler.unlink()
         ended()

@@ -44,13 +44,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
+from collections.abc import AsyncIterator
 
 import pytest
 
 from .clients import open_connection
-from .harness import ChaosCluster, token_of
+from .harness import ChaosCluster, fill_disk, token_of
 from .net import ChaosNet, NetUnavailable, why_unavailable
 
 
@@ -68,7 +68,9 @@ def _commands_from(cluster: ChaosCluster, rid: str, node: str, since: float) -> 
     return out
 
 
-async def test_a_paused_node_sends_no_swp08_frame_once_its_fence_expired(tmp_path):
+@pytest.fixture
+async def pair(tmp_path) -> AsyncIterator[ChaosCluster]:
+    """A started lease pair in its chaos network: main a, backup b, client c0."""
     if reason := why_unavailable():
         pytest.skip(reason)
     net = ChaosNet(("a", "b"))
@@ -79,62 +81,46 @@ async def test_a_paused_node_sends_no_swp08_frame_once_its_fence_expired(tmp_pat
     cluster = ChaosCluster("lease", tmp_path, net, {"a": "main", "b": "backup"}, ["c0"], 0)
     try:
         await cluster.start()
-        await cluster.wait_status("b", "standby", 20)
-        a, b = cluster.nodes["a"], cluster.nodes["b"]
-        conn = await open_connection("a", a.url, token_of("c0"), 1.0)
-        sw = cluster.routers["sw"]
-        sw.proxies["a"].hold("down")  # a's DLE ACKs (and tallies) stop arriving
-        started = time.time()
-        answer = asyncio.create_task(conn.request(
-            {"type": "route", "router": "sw", "destination": 4, "source": 8}, 10))
-        deadline = time.monotonic() + 5
-        while not _commands_from(cluster, "sw", "a", started):
-            assert time.monotonic() < deadline, "the CONNECT never reached the router"
-            await asyncio.sleep(0.005)
-        a.pause()  # well within the 1 s its ACK is due in
-        await cluster.wait_status("b", "active", 20)
-        took_over = time.time()
-        sw.proxies["a"].release("down")
-        a.resume()
-        await asyncio.sleep(2.0)
-        answer.cancel()
-        late = _commands_from(cluster, "sw", "a", took_over)
-        assert late == [], f"node a wrote to the router after b took over: {late}"
+        yield cluster
     finally:
         await cluster.close()
         net.destroy()
 
 
-async def test_a_label_write_on_a_full_disk_says_so(tmp_path):
-    if reason := why_unavailable():
-        pytest.skip(reason)
-    net = ChaosNet(("a", "b"))
-    try:
-        net.create()
-    except NetUnavailable as exc:
-        pytest.skip(str(exc))
-    cluster = ChaosCluster("lease", tmp_path, net, {"a": "main", "b": "backup"}, ["c0"], 0)
-    try:
-        await cluster.start()
-        a = cluster.nodes["a"]
-        conn = await open_connection("a", a.url, token_of("c0"), 1.0)
-        fd = os.open(a.folder / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
-        try:
-            for size in (1 << 16, 1 << 10, 1):
-                try:
-                    while True:
-                        os.write(fd, b"\0" * size)
-                except OSError:
-                    pass
-        finally:
-            os.close(fd)
-        answer = await conn.request({"type": "label", "router": "vh", "kind": "source",
-                                     "index": 1, "text": "CAM 1"}, 5)
-        await conn.close()
-        assert not answer["ok"]
-        error = answer["error"]
-        assert error["code"] == "not_saved", error
-        assert "labels.json" in error["message"] and "space" in error["message"], error
-    finally:
-        await cluster.close()
-        net.destroy()
+async def test_a_paused_node_sends_no_swp08_frame_once_its_fence_expired(pair):
+    cluster = pair  # a started lease pair
+    await cluster.wait_status("b", "standby", 20)
+    a = cluster.nodes["a"]
+    conn = await open_connection("a", a.url, token_of("c0"), 1.0)
+    sw = cluster.routers["sw"]
+    sw.proxies["a"].hold("down")  # a's DLE ACKs (and tallies) stop arriving
+    started = time.time()
+    answer = asyncio.create_task(conn.request(
+        {"type": "route", "router": "sw", "destination": 4, "source": 8}, 10))
+    deadline = time.monotonic() + 5
+    while not _commands_from(cluster, "sw", "a", started):
+        assert time.monotonic() < deadline, "the CONNECT never reached the router"
+        await asyncio.sleep(0.005)
+    a.pause()  # well within the 1 s its ACK is due in
+    await cluster.wait_status("b", "active", 20)
+    took_over = time.time()
+    sw.proxies["a"].release("down")
+    a.resume()
+    await asyncio.sleep(2.0)
+    answer.cancel()
+    late = _commands_from(cluster, "sw", "a", took_over)
+    assert late == [], f"node a wrote to the router after b took over: {late}"
+
+
+async def test_a_label_write_on_a_full_disk_says_so(pair):
+    cluster = pair  # a started lease pair
+    a = cluster.nodes["a"]
+    conn = await open_connection("a", a.url, token_of("c0"), 1.0)
+    fill_disk(a.folder)
+    answer = await conn.request({"type": "label", "router": "vh", "kind": "source",
+                                 "index": 1, "text": "CAM 1"}, 5)
+    await conn.close()
+    assert not answer["ok"]
+    error = answer["error"]
+    assert error["code"] == "not_saved", error
+    assert "labels.json" in error["message"] and "space" in error["message"], error
