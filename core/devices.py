@@ -31,8 +31,9 @@ refused with the device's reason, or timed out, and only by what the device said
 **The fence.** The link's :attr:`DeviceLink.guard` (the node's "may I act?") is checked
 when a command is handed to the session and before every write. While it says no, the
 session withdraws what it still holds of commands (:meth:`DriverSession.withdraw`: queued
-frames, re-sends), the commands in flight end with its error, and only reads and
-keepalives go out.
+frames, re-sends) and only reads and keepalives go out; a command handed over later is
+refused with the guard's error. Commands already written settle as ever, from the
+router's reports (or time out).
 
 The devices tieline speaks to have no request ids: a report says *what* is now, not *which
 request* it answers. So the link serialises what reports cannot tell apart: two commands
@@ -619,9 +620,11 @@ class DeviceLink:
         """Send what the session queued; raise LinkError (and close the stream) on failure.
 
         While the node may not act (the guard raises), the session first withdraws its
-        commands (only reads and keepalives go out), and the commands waiting for their
-        outcome end with the guard's error: nothing reaches the router from a node whose
-        epoch may have been superseded, not even a re-send or a frame queued in the driver.
+        commands (only reads and keepalives go out): nothing reaches the router from a node
+        whose epoch may have been superseded, not even a re-send or a frame queued in the
+        driver. Commands already written keep waiting for their outcome: the router's
+        report of one written while the node could act is the truth and is acknowledged;
+        one whose frame was withdrawn before it arrived times out ("check the tally").
         """
         session, stream = self._session, self._stream
         if session is None or stream is None:
@@ -629,10 +632,8 @@ class DeviceLink:
         if self.guard is not None:
             try:
                 self.guard()
-            except RequestError as exc:
+            except RequestError:
                 session.withdraw()
-                for pending in set(self._in_flight.values()):
-                    pending.fail_all(exc)
         data = session.data_to_send()
         if not data:
             return
