@@ -1,6 +1,6 @@
 """The checker: what tieline promises, held against a whole recorded history.
 
-Five properties (issue 14); each check returns the *first* counter-example it finds (a
+Five properties (issue 14) and a sixth; each check returns the *first* counter-example it finds (a
 :class:`Violation` naming the times, nodes, epochs and operations involved) or None:
 
 1. **Acknowledged routes last** (:func:`check_routes_durable`). Every crosspoint a node
@@ -49,6 +49,13 @@ Five properties (issue 14); each check returns the *first* counter-example it fi
    unknown may have.
 5. **Liveness** (:func:`check_liveness`). After the last fault healed, some route was
    acknowledged within ``2 x lease``.
+6. **No fault is answered as a bug** (:func:`check_no_internal_errors`). No request was
+   answered with the code ``error``: docs/api.md keeps it for bugs in tieline, and every
+   fault the nemesis makes (a full disk, a dead router, a lost lease) is a state of the
+   machine that has its own code and a message saying what to do. Added after chaos
+   defect 2 (a label write on a full disk answered ``error``: "internal error: OSError"),
+   which the first five properties cannot see: nothing was lost or damaged, only the
+   answer was wrong.
 
 Each property is a generator of counter-examples (``iter_*``); ``check_*`` gives the
 first, :func:`check` the first of each, :func:`every_violation` all of them (to count).
@@ -496,6 +503,19 @@ def iter_liveness(h: History, limits: Limits = Limits()) -> Iterator[Violation]:
         + "\n  node transitions around the heal:\n" + _events_around(h, h.healed_at))
 
 
+# -- property 6 --------------------------------------------------------------------------
+
+def iter_no_internal_errors(h: History, limits: Limits = Limits()) -> Iterator[Violation]:
+    for op in sorted(h.ops, key=lambda o: o.invoke):
+        if op.outcome == "error" and op.error == "error":
+            yield Violation(6, (
+                f"{op.name} was answered as a bug in tieline (code 'error') by node {op.node} "
+                f"{h.rel(op.complete or op.invoke)}"),
+                f"  {describe_op(h, op)}\n"
+                "  faults around it:\n" + _faults_around(h, op.invoke)
+                + "\n  node transitions around it:\n" + _events_around(h, op.invoke))
+
+
 # -- all of them -------------------------------------------------------------------------
 
 #: each property's counter-examples, in the order found
@@ -505,6 +525,7 @@ CHECKS: list[tuple[int, Callable[[History, Limits], Iterator[Violation]]]] = [
     (3, iter_epochs),
     (4, iter_settings),
     (5, iter_liveness),
+    (6, iter_no_internal_errors),
 ]
 
 
@@ -523,6 +544,7 @@ check_no_unasked_commands = _first(iter_no_unasked_commands)
 check_epochs = _first(iter_epochs)
 check_settings = _first(iter_settings)
 check_liveness = _first(iter_liveness)
+check_no_internal_errors = _first(iter_no_internal_errors)
 
 
 def check(h: History, limits: Limits = Limits()) -> list[Violation]:

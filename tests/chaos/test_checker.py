@@ -8,9 +8,9 @@ from dataclasses import replace
 
 import pytest
 
-from .checker import (Limits, check, check_epochs, check_liveness, check_no_unasked_commands,
-                      check_routes_durable, check_settings, every_violation, report,
-                      summary)
+from .checker import (Limits, check, check_epochs, check_liveness, check_no_internal_errors,
+                      check_no_unasked_commands, check_routes_durable, check_settings,
+                      every_violation, report, summary)
 from .history import (DeviceCommand, Fault, History, NodeEvent, Op, RouterInfo,
                       RouterReset, parse_command, parse_node_log)
 
@@ -396,6 +396,27 @@ def test_p5_no_route_within_twice_the_lease_fails():
     assert v is not None and v.prop == 5
     assert "c1#2" in v.detail and "standby" in v.detail
     assert check_liveness(replace(h, healed_at=None)) is not None
+
+
+# -- property 6 --------------------------------------------------------------------------
+
+def test_p6_a_fault_answered_with_its_own_code_passes():
+    h = history(ops=[route(1, 3, 5, outcome="error", error="standby"),
+                     route(2, 3, 5, outcome="error", error="offline"),
+                     Op("c1", 3, "label", "a", at(11), at(11.1), "error", "not_saved",
+                        epoch=1, item="labels/vh/sources/3", value="CAM 3")])
+    assert check_no_internal_errors(h) is None
+
+
+def test_p6_a_request_answered_as_a_bug_fails():
+    h = history(ops=[route(1, 3, 5),
+                     Op("c1", 2, "label", "a", at(11), at(11.1), "error", "error", epoch=1,
+                        item="labels/vh/sources/3", value="CAM 3",
+                        message="internal error: OSError: [Errno 28] No space left")],
+                faults=[Fault("disk_full", "a", at(10.5), at(13), ())])
+    v = check_no_internal_errors(h)
+    assert v is not None and v.prop == 6
+    assert "c1#2" in v.summary and "No space left" in v.detail and "disk_full a" in v.detail
 
 
 # -- all together ------------------------------------------------------------------------

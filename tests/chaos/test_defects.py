@@ -38,6 +38,11 @@ regression test).
    **Fixed**: a settings write that fails for the machine's reasons is refused with the
    code ``not_saved`` (``tieline.NotSaved``), naming the file, the folder and the reason;
    it is logged at ERROR without a traceback, once a minute per file and reason.
+
+   The checker now sees it (property 6: no request answered as a bug), so the run that
+   found it is a test too: ``test_defect_2_replays_by_seed`` (lease, seed 5, full disks
+   only, 15 s) failed on the code before the fix, 34 and 33 label writes answered
+   ``error`` in two replays (59eae6e), and passes since.
 """
 
 from __future__ import annotations
@@ -49,8 +54,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from .checker import summary
 from .clients import open_connection
-from .harness import ChaosCluster, fill_disk, token_of
+from .harness import ChaosCluster, chaos_run, fill_disk, token_of
 from .net import ChaosNet, NetUnavailable, why_unavailable
 
 
@@ -124,3 +130,16 @@ async def test_a_label_write_on_a_full_disk_says_so(pair):
     error = answer["error"]
     assert error["code"] == "not_saved", error
     assert "labels.json" in error["message"] and "space" in error["message"], error
+
+
+async def test_defect_2_replays_by_seed(tmp_path):
+    """The run that found defect 2, again: lease, seed 5, full disks only, 15 s. On the code
+    before the fix the checker fails it (property 6: label writes answered ``error``); now
+    the full disk must have been met and answered as what it is."""
+    if reason := why_unavailable():
+        pytest.skip(reason)
+    result = await chaos_run("lease", tmp_path / "run", 5, 15.0, faults={"disk_full": 1})
+    assert result.passed, result.report()
+    counts = summary(result.history)
+    assert counts["faults"].get("disk_full", 0) >= 3, counts
+    assert counts["operations"].get("label error:not_saved", 0) > 0, counts
