@@ -32,8 +32,10 @@ refused with the device's reason, or timed out, and only by what the device said
 when a command is handed to the session and before every write. While it says no, the
 session withdraws what it still holds of commands (:meth:`DriverSession.withdraw`: queued
 frames, re-sends) and only reads and keepalives go out; a command handed over later is
-refused with the guard's error. Commands already written settle as ever, from the
-router's reports (or time out).
+refused with the guard's error, and so is every item the session withdrew before any byte
+of it was written (it was never sent: a report that names it now is about someone else's
+change, not a confirmation). Commands already written settle as ever, from the router's
+reports (or time out).
 
 The devices tieline speaks to have no request ids: a report says *what* is now, not *which
 request* it answers. So the link serialises what reports cannot tell apart: two commands
@@ -305,7 +307,7 @@ class DriverSession(abc.ABC):
         """Queue a label change (only when ``Driver.device_labels``)."""
         raise NotImplementedError
 
-    def withdraw(self) -> None:
+    def withdraw(self) -> Sequence[Hashable]:
         """The node may not act any more (it stopped being the active node, or cannot
         confirm it still is): drop every command not yet on the wire, and never send one
         again (no re-send after a timeout, nothing queued behind the one in flight). Reads
@@ -317,7 +319,16 @@ class DriverSession(abc.ABC):
         commands (stop-and-wait, a window of requests in flight) or re-sends them must
         drop them here: otherwise a node whose epoch was superseded would still change the
         router (docs/plugins.md, "the fence").
+
+        :returns: the items (keys as :func:`command_items` gives them: ``("dst", level,
+            destination)``, ``("label", kind, index)``) of the commands dropped before any
+            of their bytes went out. The link ends them with the fence's error: they were
+            not sent, so no later report may confirm them (another node may make the very
+            change meanwhile; this node did not). Leave out a command whose frame went out
+            even once: it may have reached the device, and its outcome comes from the
+            device's reports (or times out).
         """
+        return ()
 
     def keepalive(self, now: float) -> None:
         """Queue a keepalive that the device answers (the link sends it when idle)."""
@@ -622,7 +633,8 @@ class DeviceLink:
         While the node may not act (the guard raises), the session first withdraws its
         commands (only reads and keepalives go out): nothing reaches the router from a node
         whose epoch may have been superseded, not even a re-send or a frame queued in the
-        driver. Commands already written keep waiting for their outcome: the router's
+        driver. What the session withdrew unsent ends with the guard's error ("not
+        sent"). Commands already written keep waiting for their outcome: the router's
         report of one written while the node could act is the truth and is acknowledged;
         one whose frame was withdrawn before it arrived times out ("check the tally").
         """
@@ -632,8 +644,12 @@ class DeviceLink:
         if self.guard is not None:
             try:
                 self.guard()
-            except RequestError:
-                session.withdraw()
+            except RequestError as exc:
+                in_flight = self._in_flight
+                for key in session.withdraw():
+                    pending = in_flight.get(key)
+                    if pending is not None:  # never sent: not this node's to confirm
+                        pending.settle(key, _ANY, exc)
         data = session.data_to_send()
         if not data:
             return

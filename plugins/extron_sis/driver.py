@@ -56,7 +56,7 @@ import enum
 import logging
 import re
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -335,19 +335,27 @@ class ExtronSession(DriverSession):
     #: what a withdrawn session does not send any more: changes to the router
     _CHANGES = frozenset({"tie", "quick", "label"})
 
-    def withdraw(self) -> None:
+    def withdraw(self) -> list[Hashable]:
         """The node may not act: ties and label writes still waiting for a place in the
         window of commands in flight are dropped (those sent stay sent: the Extron
-        protocol re-sends nothing). Reads and keepalives go on."""
-        dropped = 0
+        protocol re-sends nothing). Reads and keepalives go on. Returns the items of the
+        commands dropped (the link fails them: not sent)."""
+        dropped: list[_Pending] = []
         for queue in (self._urgent, self._backlog):
             kept = [entry for entry in queue if entry.kind not in self._CHANGES]
-            dropped += len(queue) - len(kept)
+            dropped += [entry for entry in queue if entry.kind in self._CHANGES]
             queue.clear()
             queue.extend(kept)
+        items: list[Hashable] = []
+        for entry in dropped:
+            if entry.kind == "label":
+                items.append(("label", entry.command.kind, entry.command.number - 1))
+            else:
+                items.extend(("dst", xp.level, xp.destination) for xp in entry.crosspoints)
         if dropped:
             log.info("router '%s': %d command(s) not sent: this node may not act now",
-                     self.spec.id, dropped)
+                     self.spec.id, len(dropped))
+        return items
 
     # -- core -> device ----------------------------------------------------------------
     def route(self, crosspoints: Sequence[Crosspoint], owner: str) -> None:

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -609,11 +609,13 @@ class SWP08Session(DriverSession):
                                   index, (text,)))
             self._queue(DestinationNamesRequest(wire.matrix, length, index, extended))
 
-    def withdraw(self) -> None:
+    def withdraw(self) -> list[Hashable]:
         """The node may not act: every command (CONNECT, a name written) not yet on the
         line is dropped, and the one in flight is never sent again (the codec's stop-and-
-        wait queue and its re-sends). Reads and keepalives go on."""
+        wait queue and its re-sends). Reads and keepalives go on. Returns the items of the
+        commands dropped before they ever went out (the link fails them: not sent)."""
         dropped = self.codec.withdraw(lambda m: isinstance(m, (Connect, UpdateName)))
+        items: list[Hashable] = []
         for message in dropped:
             self._request_jobs.pop(id(message), None)
             if isinstance(message, Connect):
@@ -621,9 +623,17 @@ class SWP08Session(DriverSession):
                 waiting = self._awaiting.get(key) if key is not None else None
                 if waiting is not None and waiting.message is message:
                     del self._awaiting[key]
+                if key is not None:
+                    items.append(("dst", *key))
+            elif isinstance(message, UpdateName):
+                kind = (PortKind.SOURCE if message.kind == NameKind.SOURCE
+                        else PortKind.DESTINATION)
+                items.extend(("label", kind, message.first + i)
+                             for i in range(len(message.names)))
         if dropped:
             log.info("router '%s': %d command(s) not sent: this node may not act now",
                      self.spec.id, len(dropped))
+        return items
 
     def keepalive(self, now: float) -> None:
         self._now = now

@@ -25,8 +25,8 @@ from typing import Any
 import pytest
 
 from tieline.auth import hash_token
-from tieline.devices import DeviceLink, backoff
-from tieline.errors import Protected, Refused
+from tieline.devices import DeviceLink, RouteCommand, backoff
+from tieline.errors import NodeStandby, Protected, Refused
 from tieline.events import (
     CrosspointsChanged,
     DeviceOffline,
@@ -392,6 +392,38 @@ async def test_device_restarted_with_other_routing_is_followed_not_overwritten(m
             [second.source(lv, d) for lv in range(2) for d in range(16)]
         assert rig.state.source(0, 0) == 0  # not the 9 routed on the first device
         assert not connects(second)
+
+
+async def test_a_command_withdrawn_unsent_is_not_confirmed_by_another_change(make_rig):
+    """Found by the 30-minute lease chaos run (seed 930477885, docs/reliability.md): node b
+    took a salvo, wrote its first CONNECT, then handed over to the returning main (its fence
+    shut) and withdrew the rest unsent; the main's client took the same salvo a moment
+    later, and the router's reports of the main's CONNECTs confirmed b's withdrawn ones: b
+    answered "ok" for crosspoints it never sent. A command withdrawn before it went out
+    ends with the fence's error; the one written is confirmed by the device."""
+    async with SWP08Emulator(16, 16, 2) as device:
+        rig = await make_rig(tcp_transport(await serve(device)))
+
+        def fence() -> None:  # shuts once the router has the first CONNECT
+            if connects(device):
+                raise NodeStandby("this node is standby: the request was not sent",
+                                  active="a")
+
+        rig.link.guard = fence
+        command = RouteCommand(crosspoints=(Crosspoint(0, 12, 4), Crosspoint(1, 12, 4)),
+                               owner="op")
+        submitted = asyncio.create_task(rig.link.submit(command, 2.0))
+        async with asyncio.timeout(3):
+            while not connects(device):
+                await asyncio.sleep(0.001)
+        device.panel_route(1, 12, 4)  # the other node makes the very same change
+        outcome = await submitted
+        assert outcome.results[0] is None  # written while the node could act: confirmed
+        assert isinstance(outcome.results[1], NodeStandby), outcome.results[1]
+        assert [(m.level, m.destination, m.source) for m in connects(device)] == [(0, 12, 4)]
+        async with asyncio.timeout(3):  # the router's truth is still followed
+            while rig.state.source(1, 12) != 4:
+                await rig.next(CrosspointsChanged)
 
 
 class Proxy:
