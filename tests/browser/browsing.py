@@ -336,8 +336,9 @@ class StaticSite:
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, name="static site",
-                                       daemon=True)
+        # a short poll: close() waits for it (the default is half a second)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,),
+                                       name="static site", daemon=True)
         self.thread.start()
 
     def url(self, path: str = "/", *, host: str = "127.0.0.1") -> str:
