@@ -494,12 +494,43 @@ class PanelNode:
         return self.proc.output()
 
 
+@dataclass
+class Emulator:
+    """A device emulator run as ``tieline emulate NAME`` on 127.0.0.1: a router for a
+    driver to control, logging every command it receives.
+
+    :ivar port: where it listens.
+    :ivar transport: the ``transport`` block of a router that controls it.
+    """
+
+    name: str
+    port: int
+    proc: Proc
+    command_log: Path
+
+    @property
+    def transport(self) -> dict[str, Any]:
+        return {"type": "tcp", "host": "127.0.0.1", "port": self.port}
+
+    def commands(self) -> list[dict[str, Any]]:
+        """Every command received so far: ``{"t": unix time, "peer": ..., "command":
+        repr}`` (``tieline emulate --command-log``)."""
+        if not self.command_log.exists():
+            return []
+        return [json.loads(line) for line in self.command_log.read_text().splitlines()
+                if line]
+
+    def log(self) -> str:
+        return self.proc.output()
+
+
 class NodeFactory:
     """Makes :class:`PanelNode` processes under ``root`` and stops them all at the end."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.nodes: list[PanelNode] = []
+        self.emulators: list[Emulator] = []
 
     def __call__(self, *, routers: list[dict[str, Any]] | None = None,
                  api: Mapping[str, Any] | None = None, auth: Mapping[str, Any] | None = None,
@@ -546,11 +577,32 @@ class NodeFactory:
             node.start(online=online)
         return node
 
+    def emulator(self, name: str = "videohub", *, inputs: int = 16, outputs: int = 16,
+                 levels: int = 1) -> Emulator:
+        """Start ``tieline emulate name`` on a free loopback port and wait until it
+        listens (stopped with the nodes)."""
+        port = free_ports(1)[0]
+        label = f"{name}{len(self.emulators) + 1}"
+        command_log = self.root / f"{label}.commands.jsonl"
+        self.root.mkdir(parents=True, exist_ok=True)
+        proc = Proc(label, [TIELINE, "emulate", name, "--listen", f"127.0.0.1:{port}",
+                            "--inputs", str(inputs), "--outputs", str(outputs),
+                            "--levels", str(levels), "--command-log", str(command_log)],
+                    self.root / f"{label}.log")
+        made = Emulator(name=name, port=port, proc=proc, command_log=command_log)
+        self.emulators.append(made)
+        proc.start()
+        wait_port(port)
+        return made
+
     def stop_all(self) -> list[str]:
-        """Stop every node: the logs of those that did not exit cleanly."""
+        """Stop every node and emulator: the logs of those that did not exit cleanly."""
         trouble = []
         for node in self.nodes:
             status = node.stop()
             if status not in (None, 0, -9):  # never started, clean, or killed by the test
                 trouble.append(f"node {node.name} exited with {status}:\n{node.log()[-4000:]}")
+        for emulator in self.emulators:
+            if emulator.proc.stop() not in (None, 0, -9):
+                trouble.append(f"emulator {emulator.name} failed:\n{emulator.log()[-4000:]}")
         return trouble

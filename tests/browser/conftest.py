@@ -10,6 +10,7 @@
   When the test passes, every page made must have logged no unexpected console error and
   no CSP violation (``watch.expect_errors(pattern)`` allows one).
 - ``node(...)``: a tieline node as a ``tieline run`` process, with users of every level.
+- ``emulator(name, ...)``: a device emulator process, for a node's router to control.
 - ``site(files, csp=...)``: a static "foreign" web site on its own loopback port.
 """
 
@@ -23,8 +24,9 @@ from typing import Any
 
 import pytest
 
-from .browsing import (CHROMIUM, CHROMIUM_ARGS, STRICT_CSP, NodeFactory, PageWatch, StaticSite,
-                       browser_profile, chromium_pids, require_browser, watch_of, watches)
+from .browsing import (CHROMIUM, CHROMIUM_ARGS, STRICT_CSP, Emulator, NodeFactory, PageWatch,
+                       StaticSite, browser_profile, chromium_pids, require_browser, watch_of,
+                       watches)
 
 #: the browser's launch, for the summary at the end of the run
 _TIMINGS: dict[str, Any] = {}
@@ -153,6 +155,14 @@ def node(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[NodeFactory
         for made in factory.nodes:
             print(f"===== node {made.name}\n{made.log()[-6000:]}")
     assert not trouble, "\n".join(trouble)
+
+
+@pytest.fixture
+def emulator(node: NodeFactory) -> Callable[..., Emulator]:
+    """Factory: ``emulator(name="videohub", inputs=16, outputs=16, levels=1)`` -> a running
+    :class:`Emulator` (``tieline emulate``); its ``transport`` goes in a router block of
+    ``node(routers=[...])``. Stopped after the test, after the nodes."""
+    return node.emulator
 
 
 @pytest.fixture
