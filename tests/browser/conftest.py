@@ -103,12 +103,14 @@ def _check_gone(profile: str | None) -> None:
 
 
 @pytest.fixture
-def new_page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
+def new_page(browser: Any, request: pytest.FixtureRequest,
+             tmp_path: Path) -> Iterator[Callable[..., Any]]:
     """Factory: ``new_page(**context_options)`` -> a Playwright Page in a fresh context
     (its own cookies and sessionStorage: another operator), with a :class:`PageWatch`
     (``watch_of(page)``). ``context_options`` go to ``browser.new_context`` (``viewport=
     {"width": 1024, "height": 768}``, ``has_touch=True``...). Closed after the test; when
-    the test passed, each page must be clean (``PageWatch.assert_clean``)."""
+    the test passed, each page must be clean (``PageWatch.assert_clean``); when it failed,
+    each page's screenshot is saved and its path printed."""
     made: list[tuple[Any, Any, PageWatch]] = []
 
     def make(**context_options: Any) -> Any:
@@ -123,12 +125,25 @@ def new_page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Callable[
 
     yield make
     check = _passed(request)
-    for context, page, watch in made:
+    for number, (context, page, watch) in enumerate(made, start=1):
+        if not check and getattr(request.node, "rep_call", None) is not None:
+            _screenshot(page, tmp_path / f"page{number}.png")
         context.close()
         watches.pop(id(page), None)
     if check:
         for _, _, watch in made:
             watch.assert_clean()
+
+
+def _screenshot(page: Any, path: Path) -> None:
+    """Save what ``page`` shows, for a failed test's report (never fails the teardown)."""
+    from playwright.sync_api import Error
+
+    try:
+        page.screenshot(path=str(path), full_page=True, timeout=5_000)
+        print(f"screenshot of {page.url}: {path}")
+    except Error as e:
+        print(f"no screenshot of {page.url}: {e.message}")
 
 
 @pytest.fixture

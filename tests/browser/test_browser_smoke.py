@@ -32,7 +32,7 @@ def test_a_foreign_site_cannot_open_the_api(page, watch, node, site, host):
     expect(page.locator("body")).to_have_attribute("data-result", "error")
     refusal = [e for e in watch.errors if "WebSocket connection to" in e]
     assert refusal and "403" in refusal[0], watch.console
-    assert f"carrying Origin '{foreign.origin(host)}'" in tieline.log()
+    assert foreign.origin(host) in tieline.log()  # the node says whom it refused
     assert ("GET", f"/index.html?ws={tieline.ws_url}") in [r[:2] for r in foreign.requests]
 
 
