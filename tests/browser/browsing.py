@@ -207,12 +207,15 @@ class PageWatch:
         ``line``, ``sample``, ``disposition``).
     :ivar websockets: every WebSocket the pages opened (``playwright`` WebSocket objects:
         ``url``, ``is_closed()``; count them to check that a page does not retry in a storm).
+    :ivar requests: every HTTP request the pages made (``playwright`` Request objects:
+        ``url``, ``method``, ``resource_type``).
     """
 
     console: list[tuple[str, str, str]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     csp_violations: list[dict[str, Any]] = field(default_factory=list)
     websockets: list[Any] = field(default_factory=list)
+    requests: list[Any] = field(default_factory=list)
     #: patterns (regular expressions) of errors the test expects; they are not failures
     expected: list[re.Pattern[str]] = field(default_factory=list)
 
@@ -227,6 +230,10 @@ class PageWatch:
         page.on("console", self._on_console)
         page.on("pageerror", self._on_pageerror)
         page.on("websocket", self._on_websocket)
+        page.on("request", self._on_request)
+
+    def _on_request(self, request: Any) -> None:
+        self.requests.append(request)
 
     def _on_pageerror(self, error: Any) -> None:
         self.errors.append(f"uncaught: {error.name}: {error.message}")
