@@ -144,10 +144,9 @@ class App {
     gate($("take"), this.take.whyNotTake());
     $("take").dataset.preselect = this.take.preselected ? "yes" : "no";
     const why = this.conn.connected ? this.perms.why("route", router) : null;
-    const mode = $("mode");
+    const mode = $("mode"); // a tap on it says why, as on every control that cannot be used
     mode.hidden = !why;
-    mode.textContent = why ? "Read-only" : "";
-    mode.title = why || "";
+    gate(mode, why);
     document.body.dataset.readonly = why ? "yes" : "no";
     const user = this.conn.user;
     $("user").textContent = user ? `${user.name} · level ${user.level}` : "";

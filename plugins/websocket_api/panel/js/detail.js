@@ -88,7 +88,9 @@ export class DetailPane {
 
   _drawHint(rt, d, s) {
     let text = "";
-    if (d !== null && s !== null && this.take.preselected) {
+    if (this.perms.why("route", rt.id)) {
+      text = "";
+    } else if (d !== null && s !== null && this.take.preselected) {
       text = `Preselected: ${rt.sourceLabel(s)} → ${rt.destinationLabel(d)}. Take (Enter) or Clear (Esc).`;
     } else if (d !== null && s !== null && !this.take.pendingOn(d)
         && this.levels.selected().some((level) => rt.source(level, d) !== s)) {
