@@ -40,11 +40,13 @@ class ClientApi(abc.ABC):
         self.options = options
 
     @classmethod
-    def check(cls, options: dict[str, Any],
-              routers: Mapping[str, RouterSpec]) -> list[tuple[str, str]]:
+    def check(cls, options: dict[str, Any], routers: Mapping[str, RouterSpec]
+              ) -> list[tuple[str | tuple[str | int, ...], str]]:
         """Problems of an ``apis`` entry that its schema cannot state (a router or level it
         names that does not exist …), as ``(key, message)`` pairs; ``tieline validate`` and
-        every start report them with file, line and path.
+        every start report them with file, line and path. ``key`` is a key of the entry,
+        or the path of a value deeper in it (``("panels", 0, "router")``), so that the
+        problem is reported at that value's own line.
 
         :param routers: the routers of the settings, by id.
         """

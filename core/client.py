@@ -114,7 +114,7 @@ PROTOCOL = 1
 #: doing one twice leaves what doing it once does (a route sets a crosspoint, a release of
 #: nothing is not an error, subscribing twice keeps one subscription).
 IDEMPOTENT_REQUESTS = frozenset({
-    "ping", "status", "snapshot", "subscribe", "unsubscribe",
+    "ping", "status", "snapshot", "subscribe", "unsubscribe", "panels",
     "route", "salvo", "protect", "lock", "release", "label",
 })
 

@@ -39,8 +39,9 @@ class Incomplete(Exception):
 
 
 #: Requests in reading order; types not listed here follow, sorted.
-REQUEST_ORDER = ["hello", "ping", "status", "snapshot", "subscribe", "unsubscribe", "route",
-                 "salvo", "protect", "lock", "release", "label", "failover", "members"]
+REQUEST_ORDER = ["hello", "ping", "status", "snapshot", "subscribe", "unsubscribe", "panels",
+                 "route", "salvo", "protect", "lock", "release", "label", "failover",
+                 "members"]
 
 # -------------------------------------------------------------------------------------------
 # The node the examples come from
@@ -57,7 +58,13 @@ EXAMPLE_SETTINGS: dict[str, Any] = {
             "id": "studio", "driver": "simulator", "levels": ["video", "audio"],
             "sources": 8, "destinations": 4, "label_store": "settings",
         }],
-        "apis": [{"type": "websocket", "listen": "127.0.0.1:0"}],
+        "apis": [{"type": "websocket", "listen": "127.0.0.1:0", "panels": [{
+            "name": "MCR", "router": "studio", "two_step_take": True,
+            "destinations": [{"name": "Air", "ports": "1-2", "colour": "#c0392b"},
+                             {"name": "Record", "ports": [3, 4]}],
+            "sources": [{"name": "Cameras", "ports": "1-3"},
+                        {"name": "Playout", "ports": "4-5,7-8"}],
+        }]}],
         "auth": {"users_file": "users.json"},
     },
     "users.json": {"users": [{
@@ -166,6 +173,15 @@ EXAMPLE_FLOW: list[tuple[dict[str, Any], dict[str, Any]]] = [
     ({"type": "members", "id": 18, "action": "add", "address": "10.0.0.3:7401"},
      _error(18, code="invalid", message="node 'mcr-1' is standalone: it has no failover "
             "strategy", field="type")),
+    ({"type": "panels", "id": 19},
+     _ok(19, {"panels": [{
+         "name": "MCR", "router": "studio", "layout": "xy", "two_step_take": True,
+         "levels": ["video", "audio"],
+         "destinations": [{"name": "Air", "ports": [1, 2], "colour": "#c0392b"},
+                          {"name": "Record", "ports": [3, 4], "colour": None}],
+         "sources": [{"name": "Cameras", "ports": [1, 2, 3], "colour": None},
+                     {"name": "Playout", "ports": [4, 5, 7, 8], "colour": None}],
+     }]})),
 ]
 
 #: Exchanges with the main of a lease cluster (the standalone example node above answers
@@ -279,6 +295,14 @@ RESULTS: dict[str, str] = {
                  "subscription started; empty when `snapshot` is false. Subscribing twice "
                  "keeps one subscription.",
     "unsubscribe": "Empty.",
+    "panels": "`panels`: the operator panels of the API's `panels` setting, in its order, or "
+              "one per router (named after it) when there is none. Every default is filled "
+              "in: each panel has `name`, `router`, `layout` (`xy` or `bus`), "
+              "`two_step_take` (boolean), `levels` (level names), and `destinations` and "
+              "`sources`: groups in the order shown, each `{name, ports, colour}`, `ports` "
+              "the 1-based port numbers in ascending order (a range string of the settings "
+              "expanded), `colour` `#rrggbb` or null (the panel's own). See "
+              "[settings.md](settings.md#websocket-api-apis-type-websocket).",
     "route": "`crosspoints`: the crosspoints the router confirmed, one per level "
              "(`level`, `destination`, `source`), each confirmed by a report the router "
              "sent after this route's own command reached it. Two clients routing one "
@@ -388,16 +412,18 @@ it. An `apis` entry of type `websocket` in the settings turns it on (see
 ## Connecting
 
 1. The client opens `ws://HOST:PORT/` (or `wss://` when the API has `tls`). Any path is
-   accepted. A handshake from a web page (one with an `Origin` header) is refused unless
-   the origin is allowed (see [Web pages and the `Origin`
-   header](#web-pages-and-the-origin-header)).
+   accepted: a request carrying `Upgrade: websocket` is the API, any other is for the web
+   panel served on the same address (see [The web panel](#the-web-panel)). A handshake
+   from a web page (one with an `Origin` header) is refused unless the origin is allowed
+   (see [Web pages and the `Origin` header](#web-pages-and-the-origin-header)).
 2. The server sends its [`hello`](#hello-1) at once: protocol version, the node's status,
    the heartbeat timing and the largest message it accepts.
 3. The client sends its own [`hello`](#hello) with `protocol` 1 and its `token`. Until that
    succeeds every other request is answered with the error `unauthenticated`; a failed
    `hello` leaves the connection open, and `hello` may be sent again to change user.
    A client on the loopback interface may leave `token` out when the settings give
-   `auth.loopback_anonymous_level` above 0.
+   `auth.loopback_anonymous_level` above 0 (a web page only when it was opened at a
+   loopback address or `localhost`).
 4. The client sends requests. Each carries a `type` and, to match its answer, an `id`
    (any integer or string). The server answers each request with exactly one
    [`response`](#response) holding the same `id`: `ok` true with a `result`, or `ok` false
@@ -415,7 +441,7 @@ it. Match responses by `id`. A connection may have at most 256 requests waiting 
 router; while it has, more of those are refused with `invalid` ("too many requests in
 flight"). A request refused before it reaches the router (not permitted, out of range …)
 holds no place. Requests that wait for no router (`hello`, `ping`, `status`, `snapshot`,
-`subscribe`, `unsubscribe`) are never refused this way: they are answered in the order
+`subscribe`, `unsubscribe`, `panels`) are never refused this way: they are answered in the order
 they came, and a client that sends many without reading the responses is simply not read
 until it does.
 
@@ -440,7 +466,7 @@ Each user has a permission level; each level includes the ones below it.
 | level | name | may |
 |---|---|---|
 | 0 | none | send `hello` only |
-| 1 | watch | `ping`, `status`, `snapshot`, `subscribe`, `unsubscribe` |
+| 1 | watch | `ping`, `status`, `snapshot`, `subscribe`, `unsubscribe`, `panels` |
 | 2 | route | also `route`, `salvo`, `protect`, `lock`, `release` of one's own protects and locks |
 | 3 | administer | also `label`, and `release` with `force` of someone else's protect or lock |
 
@@ -509,9 +535,9 @@ several endpoints should:
    `standby` was not carried out: send it to the active node. A request whose response never
    came may or may not have been carried out: send it again on the new node only when it is
    idempotent (every built-in request is: `route`, `salvo`, `protect`, `lock`, `release`,
-   `label`, `ping`, `status`, `snapshot`, `subscribe`, `unsubscribe`; doing one twice leaves
-   what doing it once does), and only soon after it was asked (a route made long after the
-   operator asked for it surprises them). Plugin commands are not retried.
+   `label`, `ping`, `status`, `snapshot`, `subscribe`, `unsubscribe`, `panels`; doing one
+   twice leaves what doing it once does), and only soon after it was asked (a route made
+   long after the operator asked for it surprises them). Plugin commands are not retried.
 
 The Python client does all of this: `Client(["ws://mcr-1:8181", "ws://mcr-2:8181"],
 token=..., failover=True, failover_timeout_s=10, retry_window_s=5)` (the defaults). After
@@ -578,20 +604,50 @@ error adds `active`. A message that cannot be read at all is answered with `id` 
 - Binary frames are refused with `invalid`; send text frames. A text frame that is not
   UTF-8 closes the connection with close code **1007**, as the WebSocket protocol requires.
 
+## The web panel
+
+The API's address serves the operator's web panel too: open `http://HOST:PORT/`
+(`https://` with `tls`) in a browser. A request without `Upgrade: websocket` gets a file:
+`GET /` the panel's page, `GET /panel/<path>` its scripts, styles and images; anything
+else is answered 404 (no directory listing; `/../`, encoded dots or slashes, backslashes
+and symbolic links never reach a file outside the panel's folder), a method other than
+`GET` and `HEAD` 405. The files are read once when the node starts. Every HTTP response
+carries a strict `Content-Security-Policy` (`default-src 'none'; script-src 'self';
+style-src 'self'; img-src 'self' data:; connect-src 'self' ws: wss:; base-uri 'none';
+form-action 'none'; frame-ancestors 'none'`), `X-Content-Type-Options: nosniff`,
+`Referrer-Policy: no-referrer`, `X-Frame-Options: DENY`, `Cross-Origin-Opener-Policy` and
+`Cross-Origin-Resource-Policy: same-origin`, and `Cache-Control: no-cache`. The panel
+connects to the API at the same address, sends its `hello` with the token the operator
+typed (kept in the tab's `sessionStorage`, never in a URL), asks for [`panels`](#panels)
+and subscribes.
+
 ## Web pages and the `Origin` header
 
 A web page open in a browser on the operator's machine can open a WebSocket to any address,
 `ws://127.0.0.1:8181` included, and would then act with the rights of a client on that
 machine (`auth.loopback_anonymous_level`, say). Browsers say which site a page comes from
 in the `Origin` header of the handshake; other clients (the Python client, the `tieline`
-command, control systems) send none. So the server refuses, with HTTP status **403**
-before any message, every handshake that carries an `Origin` not listed in the API's
-`allowed_origins` setting (empty by default: no web page may connect), and logs the origin
-it carried (once a minute per origin). A panel served from `https://panel.example:8443`
-connects once that origin is listed exactly: scheme, host and port as the browser sends
-them (the default port left out); see
-[settings.md](settings.md#websocket-api-apis-type-websocket). Clients without `Origin` are
-not affected.
+command, control systems) send none and are not affected. A handshake carrying an `Origin`
+is accepted only when the origin is
+
+- the node's own panel: the origin is `http://` (`https://` with `tls`) followed by the
+  request's own `Host` header, and that `Host` names this API's port;
+- the panel of another member of the node's cluster: a member's advertised WebSocket URL
+  (the `url` of `status`'s `peers`), `ws://` read as `http://` and `wss://` as `https://`,
+  so a panel follows a failover to the node that took over;
+- listed in the API's `allowed_origins` setting (see
+  [settings.md](settings.md#websocket-api-apis-type-websocket)): scheme, host and port
+  as the browser sends them, the default port left out or not.
+
+Any other is refused with HTTP status **403** before any message, and logged with the
+origin it carried (once a minute per origin).
+
+A page whose origin's host is not a loopback IP address (`127.0.0.1`, `[::1]`) or
+`localhost` never gets `auth.loopback_anonymous_level`, even from the node's own machine:
+a foreign site can make its own name resolve to 127.0.0.1 (DNS rebinding), and its page
+then passes as the node's own. Its `hello` without a token is refused with
+`unauthenticated`; with the operator's token it works, and a foreign page cannot read the
+token the operator typed into the real panel.
 
 ## TLS
 

@@ -628,7 +628,8 @@ class _Loader:
                                         base):
                 continue
             for key, message in cls.check(entry, self.specs):
-                self.problems.add(main, base + ((key,) if key in entry else ()), message)
+                path = key if isinstance(key, tuple) else (key,)  # a key, or a path below
+                self.problems.add(main, base + (path if path[0] in entry else ()), message)
             tls = entry.get("tls")
             if isinstance(tls, dict) and isinstance(tls.get("certificate"), str) \
                     and isinstance(tls.get("key"), str):

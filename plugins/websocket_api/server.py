@@ -4,17 +4,31 @@ One :class:`Connection` per client. On connect the server sends ``hello`` (proto
 version, the node's status, heartbeat timing, maximum message size); the client answers
 with its own ``hello`` carrying a token. Until then every other request is refused.
 
+The same address serves the operator's web panel over plain HTTP (https with ``tls``):
+a request without ``Upgrade: websocket`` is answered by http.py (``GET /`` the panel,
+``GET /panel/<path>`` its files, everything else 404), every response with a strict
+Content-Security-Policy and the other security headers.
+
 Browsers: a web page can open a WebSocket to any address, loopback included, and the
 browser then sends an ``Origin`` header naming the page's site. A handshake carrying an
-``Origin`` not listed in ``allowed_origins`` (empty by default) is refused with HTTP 403
-before any message is read, and logged with the origin it carried (once a minute per
-origin; repeats at debug). Clients that are not browsers send no ``Origin`` and are not
-affected.
+``Origin`` is accepted only from the node's own panel (the origin is this very request's
+``Host``, on this API's port), from the panels of the other members of its cluster (their
+advertised client URLs), or from an origin listed in ``allowed_origins`` (origins.py).
+Any other is refused with HTTP 403 before any message is read, and logged with the origin
+it carried (once a minute per origin; repeats at debug). A connection from a web page
+whose origin's host is not a loopback IP literal or ``localhost`` never gets the anonymous
+loopback level (``auth.loopback_anonymous_level``): a foreign name made to resolve to
+127.0.0.1 (DNS rebinding) would otherwise drive the routers with the rights of the node's
+own machine; its hello needs a token. Clients that are not browsers send no ``Origin``
+and are not affected.
+
+The ``panels`` request answers the panels of the API's ``panels`` option (panels.py),
+every default filled in.
 
 Requests are validated against ``schemas/api/request/`` and answered with ``response``
 messages (``ok`` and a ``result``, or an ``error`` naming the field); a message that cannot
 be read is answered ``invalid`` and the connection stays. Requests that wait for nothing
-(hello, ping, status, snapshot, subscribe, unsubscribe) are answered in order by the
+(hello, ping, status, snapshot, subscribe, unsubscribe, panels) are answered in order by the
 connection's reading loop, which does not read on while the client does not read its
 responses. Requests that may wait for a router or a peer (route, salvo, protect, lock,
 release, label, failover, members, plugin commands) run concurrently, so a slow router
@@ -45,10 +59,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import http
+import importlib.resources
 import json
 import logging
 import ssl
 import time
+from pathlib import Path
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
@@ -67,13 +84,16 @@ from tieline import (
     ProtectKind,
     RateLimitedLog,
     RequestError,
+    RouterSpec,
     RoutingService,
     Subscription,
     TielineError,
     parse_hostport,
 )
 
-from . import messages
+from . import messages, panels
+from .http import PanelFiles, is_websocket, respond, secure
+from .origins import OriginPolicy, anonymous_allowed, parse_origin
 
 if TYPE_CHECKING:
     from tieline import Node
@@ -101,7 +121,8 @@ MAX_IN_FLIGHT = 256
 #: because the client does not read); beyond this the connection is not read.
 MAX_ALIVE = 2 * MAX_IN_FLIGHT
 #: Request types answered without waiting for a router or a peer.
-IMMEDIATE = frozenset({"hello", "ping", "status", "snapshot", "subscribe", "unsubscribe"})
+IMMEDIATE = frozenset({"hello", "ping", "status", "snapshot", "subscribe", "unsubscribe",
+                       "panels"})
 #: A refused origin is logged at WARNING at most this often (seconds); repeats at DEBUG.
 ORIGIN_LOG_INTERVAL_S = 60.0
 
@@ -113,7 +134,7 @@ class WebSocketApi(ClientApi):
     #: the message types answered here (schemas/api/request); plugins' commands take others
     commands: ClassVar[frozenset[str]] = frozenset({
         "hello", "ping", "snapshot", "subscribe", "unsubscribe", "route", "salvo", "protect",
-        "lock", "release", "label", "status", "failover", "members",
+        "lock", "release", "label", "status", "failover", "members", "panels",
     })
     settings_schema: ClassVar[dict[str, Any]] = {
         "properties": {
@@ -133,8 +154,9 @@ class WebSocketApi(ClientApi):
             },
             "allowed_origins": {
                 "description": "Web page origins (scheme://host[:port]) whose pages may "
-                               "connect; a connection carrying any other Origin header (a "
-                               "browser's) is refused with HTTP 403.",
+                               "connect, beside the node's own panel and its cluster "
+                               "members' panels; a connection carrying any other Origin "
+                               "header (a browser's) is refused with HTTP 403.",
                 "type": "array",
                 "items": {"type": "string",
                           "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#\\s@*]+$"},
@@ -154,8 +176,21 @@ class WebSocketApi(ClientApi):
                 "required": ["certificate", "key"],
                 "additionalProperties": False,
             },
+            "panels": panels.SETTINGS_SCHEMA,
         },
     }
+
+    @classmethod
+    def check(cls, options: dict[str, Any], routers: Mapping[str, RouterSpec]
+              ) -> list[tuple[str | tuple[str | int, ...], str]]:
+        problems: list[tuple[str | tuple[str | int, ...], str]] = []
+        for i, text in enumerate(options.get("allowed_origins", ())):
+            if parse_origin(text) is None:
+                problems.append((("allowed_origins", i), f"'{text}' is not an origin; write "
+                                 "scheme://host[:port] as a browser sends it, e.g. "
+                                 "'https://panel.example:8443'"))
+        problems += panels.check(options.get("panels"), routers)
+        return problems
 
     def __init__(self, node: Node, options: dict[str, Any]) -> None:
         super().__init__(node, options)
@@ -164,7 +199,14 @@ class WebSocketApi(ClientApi):
         self.heartbeat_timeout_ms = options.get("heartbeat_timeout_ms", 1500)
         self.heartbeat_ms = max(100, self.heartbeat_timeout_ms // 3)
         self.subscriber_queue = options.get("subscriber_queue", 4096)
-        self.allowed_origins = frozenset(o.lower() for o in options.get("allowed_origins", ()))
+        #: who may open the API from a web page (origins.py)
+        self.origins = OriginPolicy("https" if options.get("tls") else "http",
+                                    options.get("allowed_origins", ()), self._member_urls)
+        #: the ``panels`` request's answer: every default filled in
+        self.panels = panels.resolve(options.get("panels"), {
+            rid: rt.state.spec for rid, rt in node.routing.routers.items()})
+        #: the panel's static files, read when the API starts
+        self.panel_files = PanelFiles(None, {})
         #: refused origins, each warned about at most once a minute
         self._origins_refused = RateLimitedLog(log, ORIGIN_LOG_INTERVAL_S)
         self.server: Server | None = None
@@ -206,7 +248,19 @@ class WebSocketApi(ClientApi):
         """tieline's own clients speak this API: its URL (:meth:`describe`)."""
         return self.describe()
 
+    def _member_urls(self) -> list[str | None]:
+        """The client URLs of the other members of the node's cluster, as its failover
+        strategy knows them now (none for a standalone node)."""
+        strategy = self.node.strategy
+        return [] if strategy is None else [peer.get("url") for peer in strategy.peers_status()]
+
     async def start(self) -> None:
+        folder = importlib.resources.files(__package__) / "panel"
+        if isinstance(folder, Path):
+            self.panel_files = PanelFiles.load(folder)
+        else:  # a package inside an archive: no real files to check for links
+            log.warning("web panel: %s is not a folder on disk: the panel is not served",
+                        folder)
         # the bus never waits for us; we never wait for a client (see _fanout)
         self._events = self.node.bus.subscribe(f"{self.name} API {self.options['listen']}",
                                                maxsize=1_000_000)
@@ -216,7 +270,8 @@ class WebSocketApi(ClientApi):
             self.server = await serve(
                 self._handle, self.host, self.port, ssl=self._ssl(),
                 max_size=self.max_message_bytes, compression=None, close_timeout=2,
-                ping_interval=None, logger=_websockets_log, process_request=self._check_origin,
+                ping_interval=None, logger=_websockets_log,
+                process_request=self._process_request, process_response=self._secure,
             )
         except OSError as exc:
             raise TielineError(
@@ -243,25 +298,49 @@ class WebSocketApi(ClientApi):
                 conn.ws.transport.abort()
             await self.server.wait_closed()
 
+    def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
+        """A WebSocket handshake goes on to the origin check; any other request is a
+        request for a file of the panel (http.py)."""
+        if not is_websocket(request):
+            return respond(request, self.panel_files)
+        return self._check_origin(ws, request)
+
+    @staticmethod
+    def _secure(ws: ServerConnection, request: Request, response: Response) -> None:
+        """Every HTTP response but a handshake's 101 carries the security headers
+        (http.py): refusals, and websockets' own answers to bad handshakes."""
+        if response.status_code != http.HTTPStatus.SWITCHING_PROTOCOLS:
+            secure(response.headers)
+
     def _check_origin(self, ws: ServerConnection, request: Request) -> Response | None:
-        """Refuse (HTTP 403) a handshake whose ``Origin`` is not in ``allowed_origins``.
+        """Refuse (HTTP 403) a handshake carrying an ``Origin`` that is not the node's own
+        panel, a cluster member's panel or in ``allowed_origins`` (origins.py).
 
         Browsers send ``Origin`` with every WebSocket handshake; other clients send none.
         """
         origins = request.headers.get_all("Origin")
         if not origins:
             return None
-        if len(origins) == 1 and origins[0].lower() in self.allowed_origins:
-            return None
-        origin = ", ".join(origins)[:200]
+        hosts = request.headers.get_all("Host")
+        local = ws.local_address
+        origin = parse_origin(origins[0]) if len(origins) == 1 else None
+        if origin is not None:
+            why = self.origins.accepts(origin, hosts[0] if len(hosts) == 1 else None,
+                                       local[1] if local else None)
+            if why is not None:
+                log.debug("websocket API %s: a web page of %s connects (%s)", self.describe(),
+                          origin, why)
+                return None
+        shown = ", ".join(origins)[:200]
         address = ws.remote_address[0] if ws.remote_address else "?"
         self._origins_refused.log(
-            origin, logging.WARNING, "websocket API %s: refused a connection from %s carrying "
-            "Origin %r (a web page in a browser); add the origin to \"allowed_origins\" of "
-            "this API in tieline.json if that page may control the routers", self.describe(),
-            address, origin)
+            shown, logging.WARNING, "websocket API %s: refused a connection from %s carrying "
+            "Origin %r (a web page in a browser, Host %r); add the origin to "
+            "\"allowed_origins\" of this API in tieline.json if that page may control the "
+            "routers (the node's own panel and its cluster members' panels need not be "
+            "listed)", self.describe(), address, shown, ", ".join(hosts)[:200])
         return ws.respond(http.HTTPStatus.FORBIDDEN,
-                          f"Origin {origin} is not allowed to use this API\n")
+                          f"Origin {shown} is not allowed to use this API\n")
 
     def subscribe(self, conn: Connection) -> None:
         """Start sending events to ``conn`` with the first one not yet published.
@@ -333,6 +412,13 @@ class Connection:
         address = ws.remote_address
         self.address: str | None = address[0] if address else None
         self.principal: Principal | None = None
+        origins = ws.request.headers.get_all("Origin") if ws.request is not None else []
+        #: the page's origin, for a browser's connection (checked in the handshake)
+        self.origin = parse_origin(origins[0]) if len(origins) == 1 else None
+        #: whether a hello without a token may get the anonymous loopback level: not for a
+        #: web page of a foreign name resolving to loopback (origins.py, DNS rebinding)
+        self.anonymous_ok = not origins or (self.origin is not None
+                                            and anonymous_allowed(self.origin))
         self.tasks: set[asyncio.Task[None]] = set()  #: every task of this connection
         self.requests: set[asyncio.Task[None]] = set()  #: of these, requests that may wait
         self.waiting = 0  #: of these, how many are waiting for a router (or a peer)
@@ -499,6 +585,11 @@ class Connection:
                 raise InvalidRequest(
                     f"protocol {m['protocol']} is not supported; this server speaks "
                     f"{messages.PROTOCOL}", field="protocol")
+            if not m.get("token") and not self.anonymous_ok:
+                raise NotAuthenticated(
+                    f"a token is required: this connection comes from a web page of "
+                    f"{self.origin}, and only pages opened at a loopback address (127.0.0.1, "
+                    "[::1]) or localhost may connect without one", field="token")
             self.principal = self.node.auth.authenticate(m.get("token"), self.address)
             name = m.get("client") or "unnamed client"  # printable only: it goes to logs
             self.client_name = "".join(c if c.isprintable() else "?" for c in name)
@@ -513,6 +604,8 @@ class Connection:
         principal = self._require(Permission.WATCH, "watch")
         if mtype == "ping":
             return {}
+        if mtype == "panels":
+            return {"panels": self.api.panels}
         if mtype == "status":
             return self.node.status_report()
         if mtype == "snapshot":

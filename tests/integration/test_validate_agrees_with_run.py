@@ -79,7 +79,10 @@ FILES = _files()
 SIM = {"id": "sim", "driver": "simulator", "levels": ["video", "audio"], "sources": 8,
        "destinations": 8, "confirm_timeout_ms": 2000, "switch_delay_ms": 0}
 WEBSOCKET = {"type": "websocket", "listen": "127.0.0.1:0", "heartbeat_timeout_ms": 1500,
-             "tls": {"certificate": "cert.pem", "key": "key.pem"}}
+             "tls": {"certificate": "cert.pem", "key": "key.pem"},
+             "panels": [{"name": "sim", "router": "sim", "levels": ["video"],
+                         "destinations": [{"name": "all", "ports": "1-8"}],
+                         "sources": [{"name": "all", "ports": [1, 2, 3]}]}]}
 
 STANDALONE = {
     "node": {"name": "walker", "role": "standalone"},
@@ -249,6 +252,12 @@ CHECKED = {
     ("action:vip", ("address",)): ["10.0.0.300/24", "10.0.0.100", "fe80::1/64"],
     ("api:videohub", ("clients", 0)): ["10.0.0.0/33", "studio-a"],
     ("api:videohub", ("force_unlock", 0)): ["10.0.0.0/33", "studio-a"],
+    # a router's port numbers as range strings (panels.py; lists: the item is named)
+    ("api:websocket", ("panels", 0, "destinations", 0, "ports")):
+        ["0", "9", "8-1", "1-99", "1-4,3", "x", "1,,2", []],
+    ("api:websocket", ("panels", 0, "sources", 0, "ports")): ["1-65537", "-1", "1.5"],
+    ("api:websocket", ("panels", 0, "router")): ["nope", ""],
+    ("api:websocket", ("panels", 0, "levels", 0)): ["vision", ""],
 }
 
 #: address-like strings only the machine can judge, so neither validate nor run refuses a

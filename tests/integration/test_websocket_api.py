@@ -636,12 +636,20 @@ async def test_a_listed_origin_is_accepted(settings_dir):
                          "sources": 8, "destinations": 8}],
             "apis": [{"type": "websocket", "listen": "127.0.0.1:0",
                       "allowed_origins": ["https://Panel.example:8443"]}],
-            "auth": {"loopback_anonymous_level": 2},
+            "auth": {"users_file": "users.json", "loopback_anonymous_level": 2},
         },
+        "users.json": {"users": [{"name": "operator", "level": 2,
+                                  "token_sha256": hash_token(TOKENS["operator"])}]},
     })
     async with running_node(folder) as node:
-        c = await RawClient.open(api_url(node), origin="https://panel.example:8443")
+        c = await RawClient.open(api_url(node), TOKENS["operator"],
+                                 origin="https://panel.example:8443")
         assert (await c.request("route", router="studio", destination=1, source=2))["ok"]
+        await c.close()
+        # accepted, but a page of that site gets no anonymous loopback rights (origins.py)
+        c = await RawClient.open(api_url(node), origin="https://panel.example:8443",
+                                 auth=False)
+        assert (await c.request("hello", protocol=1))["error"]["code"] == "unauthenticated"
         await c.close()
         for origin in ("http://panel.example:8443", "https://panel.example",
                        "https://panel.example:8443.evil.example", "null"):
