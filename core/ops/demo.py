@@ -1,7 +1,8 @@
 """The demo settings folder that ``tieline run`` uses when given no settings.
 
-A 32x32 two-level simulator router with labels and two salvos, the WebSocket API on
-127.0.0.1:8181, and full rights for clients on loopback. It lives under
+A 32x32 two-level simulator router with labels and two salvos, the WebSocket API and the
+web panel on 127.0.0.1:8181 (two panels: the router by groups, and a two-step bus panel),
+and full rights for clients on loopback. It lives under
 ``$XDG_CONFIG_HOME/tieline/demo`` (default ``~/.config/tieline/demo``); an existing folder
 is reused as it is, so labels and salvos changed in the demo survive restarts.
 """
@@ -25,6 +26,29 @@ _DESTINATIONS = (
     + [f"MON {i}" for i in range(1, 11)] + ["MV 1", "MV 2", "MV 3", "MV 4", "TX 1", "TX 2"]
     + [f"SPARE OUT {i}" for i in range(23, 33)]
 )
+
+
+#: the web panel's panels (http://127.0.0.1:8181/): the router by groups as its labels go,
+#: and a two-step bus panel for the feeds that leave the building
+_PANELS = [
+    {"name": "studio", "router": "studio",
+     "destinations": [
+         {"name": "Programme", "ports": "1-6", "colour": "#c0392b"},
+         {"name": "Monitors", "ports": "7-16"},
+         {"name": "Multiviewer", "ports": "17-20"},
+         {"name": "Transmission", "ports": "21-22", "colour": "#b9770e"},
+         {"name": "Spare", "ports": "23-32"}],
+     "sources": [
+         {"name": "Cameras", "ports": "1-8", "colour": "#2471a3"},
+         {"name": "Playout", "ports": "9-12"},
+         {"name": "Graphics", "ports": "13-15"},
+         {"name": "Contribution", "ports": "16-20"},
+         {"name": "Spare", "ports": "21-30"},
+         {"name": "Test", "ports": "31-32"}]},
+    {"name": "transmission", "router": "studio", "layout": "bus", "two_step_take": True,
+     "destinations": [{"name": "Air and record", "ports": "1-6", "colour": "#c0392b"},
+                      {"name": "Transmission", "ports": "21-22", "colour": "#b9770e"}]},
+]
 
 
 def demo_folder() -> Path:
@@ -55,7 +79,7 @@ def ensure_demo(folder: Path | None = None) -> Path:
         "routers": [{"id": "studio", "driver": "simulator", "levels": ["video", "audio"],
                      "sources": 32, "destinations": 32, "label_store": "settings",
                      "description": "in-process simulated 32x32 router"}],
-        "apis": [{"type": "websocket", "listen": DEMO_LISTEN}],
+        "apis": [{"type": "websocket", "listen": DEMO_LISTEN, "panels": _PANELS}],
         "auth": {"users_file": "users.json", "loopback_anonymous_level": 3},
     })
     return folder

@@ -151,3 +151,18 @@ def test_tieline_run_refuses_a_bad_panel_like_validate(settings_dir):
     assert _problem_lines(run.stderr) == _problem_lines(validate.output) != []
     assert "$.apis[0].panels[0].sources[0].ports: '3-1' runs backwards" in run.stderr
 
+
+
+def test_the_demo_offers_two_panels(tmp_path):
+    from tieline.ops.demo import ensure_demo
+
+    node = build_node(ensure_demo(tmp_path / "demo"))
+    studio, transmission = node.apis[0].panels
+    assert (studio["name"], studio["layout"], studio["two_step_take"]) == ("studio", "xy", False)
+    assert [g["name"] for g in studio["sources"]] == [
+        "Cameras", "Playout", "Graphics", "Contribution", "Spare", "Test"]
+    assert sorted(p for g in studio["sources"] for p in g["ports"]) == list(range(1, 33))
+    assert sorted(p for g in studio["destinations"] for p in g["ports"]) == list(range(1, 33))
+    assert (transmission["layout"], transmission["two_step_take"]) == ("bus", True)
+    assert transmission["sources"] == [
+        {"name": "All", "ports": list(range(1, 33)), "colour": None}]
