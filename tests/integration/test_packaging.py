@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tieline.kit.template import KINDS
+from tieline.plugins.websocket_api.http import CONTENT_TYPES
 
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLED = {"simulator", "websocket_api", "videohub", "swp08", "extron_sis", "lease", "peer_sync",
@@ -61,6 +63,10 @@ def test_wheel_layout(wheel):
             assert f"tieline/plugin_template/{path.relative_to(source)}" in names, path
     assert not [n for n in names if n.startswith("tieline/plugin_template/")
                 and ("__pycache__" in n or n.endswith(".pyc"))]
+    # every file of the web panel that http.py would serve, at any depth
+    assert _panel_files(), "the panel folder is empty"
+    for name in _panel_files():
+        assert f"tieline/plugins/websocket_api/panel/{name}" in names, name
     assert not [n for n in names if n.startswith(("core/", "plugins/", "schemas/", "tests/"))]
     assert not [n for n in names if n.startswith("tieline/plugins/plugins")]
     # nothing that is not in the source (a stale build/ folder would add it)
@@ -70,6 +76,26 @@ def test_wheel_layout(wheel):
                        if (p / "__init__.py").is_file()}
     modules = {n.split("/")[1] for n in names if n.startswith("tieline/") and n.count("/") == 1}
     assert modules == {p.name for p in (ROOT / "core").glob("*.py")}
+
+
+def _panel_files() -> list[str]:
+    """The web panel's files in the source tree that http.py serves (known content type,
+    no hidden file or folder), relative to the panel folder."""
+    panel = ROOT / "plugins" / "websocket_api" / "panel"
+    return sorted(
+        path.relative_to(panel).as_posix() for path in panel.rglob("*")
+        if path.is_file() and path.suffix[1:] in CONTENT_TYPES
+        and not any(part.startswith(".") for part in path.relative_to(panel).parts))
+
+
+def _get(path: str) -> tuple[int, dict[str, str], bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", 8181, timeout=10)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
 
 
 def test_every_entry_point_loads_in_a_fresh_venv(venv):
@@ -111,6 +137,14 @@ def test_fresh_venv_serves_the_demo(venv, tmp_path):
                 break
         else:
             raise AssertionError(proc.stderr.read())
+        # the web panel, from the installed package
+        panel = ROOT / "plugins" / "websocket_api" / "panel"
+        status, headers, body = _get("/")
+        assert (status, body) == (200, (panel / "index.html").read_bytes())
+        assert "script-src 'self'" in headers["Content-Security-Policy"]
+        for name in _panel_files():
+            assert _get(f"/panel/{name}")[2] == (panel / name).read_bytes(), name
+        assert _get("/panel/../server.py")[0] == 404
         routed = run(tieline, "route", "5", "3", env=env, cwd="/")
         assert routed.stdout.strip().endswith("on video, audio: confirmed")
         tally = json.loads(run(tieline, "tally", "--json", env=env, cwd="/").stdout)
