@@ -4,6 +4,10 @@ Users live in the users file (``auth.users_file``): a name, a permission level (
 2 route, 3 administer) and the SHA-256 of the user's token. Tokens themselves are never
 stored; ``tieline users add`` prints a new one once. A client on the loopback interface that
 sends no token gets ``auth.loopback_anonymous_level`` (0, no access, unless settings say).
+A client API may withhold that level from clients it knows more about: the WebSocket API
+answers a token-less hello itself, without asking the :class:`Authenticator`, when it
+comes from a web page whose origin is not a loopback address or ``localhost`` (a foreign
+name resolving to 127.0.0.1, DNS rebinding; plugins/websocket_api/origins.py).
 """
 
 from __future__ import annotations

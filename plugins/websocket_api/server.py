@@ -64,8 +64,8 @@ import json
 import logging
 import ssl
 import time
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
