@@ -32,8 +32,8 @@ from typing import Any
 from .checker import Limits, Violation, check, parsed_settings, report, summary
 from .clients import ChaosClient, Workload, open_connection
 from .etcd import EtcdTrio, etcd_binary
-from .history import (Crosspoint, Fault, History, NodeEvent, Op, RouterInfo, parse_node_log,
-                      read_command_log)
+from .history import (LAG_RECORDED_S, Crosspoint, Fault, History, NodeEvent, Op, RouterInfo,
+                      parse_node_log, read_command_log)
 from .net import ChaosNet, arun
 from .proxy import FaultProxy
 from .routers import TIELINE, Router, panel_route, wait_listening
@@ -727,6 +727,17 @@ async def _settle(cluster: ChaosCluster, timeout: float) -> None:
         await asyncio.sleep(0.2)
 
 
+async def _sample_lag(lag: list[tuple[float, float]], every_s: float = 0.01) -> None:
+    """Record when this process's event loop wakes up late (see ``History.lag``)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        due = loop.time() + every_s
+        await asyncio.sleep(every_s)
+        late = loop.time() - due
+        if late > LAG_RECORDED_S:
+            lag.append((time.time(), round(late, 4)))
+
+
 async def chaos_run(strategy: str, root: Path, seed: int, duration_s: float, *,
                     clients: int = 3, faults: dict[str, float] | None = None,
                     limits: Limits = Limits()) -> RunResult:
@@ -741,6 +752,8 @@ async def chaos_run(strategy: str, root: Path, seed: int, duration_s: float, *,
     net.create()
     cluster = ChaosCluster(strategy, root, net, roles, names, seed)
     ops: list[Op] = []
+    lag: list[tuple[float, float]] = []
+    lag_task = asyncio.create_task(_sample_lag(lag))
     phases: dict[str, float] = {}
     mark = time.monotonic()
 
@@ -784,6 +797,7 @@ async def chaos_run(strategy: str, root: Path, seed: int, duration_s: float, *,
         final_routes = {rid: await r.crosspoints() for rid, r in cluster.routers.items()}
         final_settings = {n: node.files() for n, node in cluster.nodes.items()}
     finally:
+        lag_task.cancel()
         await cluster.close()
         net.destroy()
         phase("stop")
@@ -803,7 +817,7 @@ async def chaos_run(strategy: str, root: Path, seed: int, duration_s: float, *,
         resets=[r for router in cluster.routers.values() for r in router.resets],
         healed_at=healed_at, final_routes=final_routes, final_settings=final_settings,
         writer=cluster.main, replicated=strategy != "etcd", seed=seed,
-        schedule=nemesis.schedule)
+        schedule=nemesis.schedule, lag=lag)
     history.save(root / "history.json")
     violations = check(history, limits)
     phase("check")

@@ -19,6 +19,7 @@ emulators' command logs are 0-based and are converted when read (:func:`parse_co
 
 from __future__ import annotations
 
+import bisect
 import datetime
 import json
 import re
@@ -179,6 +180,10 @@ class RouterInfo:
     destinations: int
 
 
+#: harness lateness below this is not recorded (seconds)
+LAG_RECORDED_S = 0.005
+
+
 @dataclass
 class History:
     """Everything a run recorded (see the module docstring).
@@ -194,6 +199,11 @@ class History:
     :param writer: the node that writes the shared settings (the main).
     :param replicated: whether the strategy replicates settings (lease, peer_sync).
     :param seed: the run's seed; ``schedule`` the faults it planned, for people.
+    :param lag: ``[time, seconds]`` samples of the harness's own event loop running late
+        (only those later than :data:`LAG_RECORDED_S`): its proxies carry every command to
+        the routers, so a command reaches an emulator's log that much later than the node
+        wrote it. The checker widens its transit and slack allowances by the lag around a
+        command (an overloaded machine is the harness's fault, not the node's).
     """
 
     strategy: str
@@ -214,6 +224,23 @@ class History:
     replicated: bool = True
     seed: int | None = None
     schedule: list[str] = field(default_factory=list)
+    lag: list[tuple[float, float]] = field(default_factory=list)
+
+    def lag_between(self, start: float, end: float) -> float:
+        """The harness's worst lateness sampled from ``start`` to a little after ``end``
+        (a sample is taken when a late wake-up ends, so one that covers ``end`` comes
+        after it)."""
+        lag = self.lag
+        if not lag:
+            return 0.0
+        i = bisect.bisect_left(lag, (start, -1.0))
+        worst = 0.0
+        while i < len(lag) and lag[i][0] <= end + 0.05 + lag[i][1]:
+            worst = max(worst, lag[i][1])
+            i += 1
+            if lag[i - 1][0] > end + 1.0:  # no wake-up is a second late here
+                break
+        return worst
 
     def rel(self, t: float | None) -> str:
         """``t`` as people read it in a report: seconds since the run began."""
@@ -248,6 +275,7 @@ class History:
         data["faults"] = [Fault(**{**f, "impairs": tuples(f["impairs"])})
                           for f in data["faults"]]
         data["resets"] = [RouterReset(**r) for r in data["resets"]]
+        data["lag"] = [tuple(x) for x in data.get("lag", ())]
         return cls(**data)
 
     @classmethod

@@ -258,6 +258,47 @@ def test_p3_a_change_logged_in_transit_after_standing_down_is_written_before():
     assert v is not None and "at epoch 1 after node b had been granted epoch 2" in v.summary
 
 
+def test_p3_a_grant_logged_just_after_the_write_it_allowed_counts_as_before():
+    """A node logs its grant after making it, with the time truncated to the millisecond;
+    a write it made at once can reach the router's log first (long run lease seed
+    1179916702: b's lock logged 2 ms after b's grant line)."""
+    h = _failover()
+    h.commands = [sent(3, 6, 11.0015, node="b")]  # 1.5 ms after b's grant line
+    assert check_epochs(h) is None
+    h.commands = [sent(3, 6, 10.99, node="b")]  # 10 ms before: b did not hold it
+    v = check_epochs(h)
+    assert v is not None and "its last transition was start" in v.summary
+
+
+def test_p3_a_change_logged_just_after_a_kill_was_written_before():
+    """The harness notes a kill just after the signal; a frame still in the proxy reaches
+    the router's log a few milliseconds later (short etcd run: 3 ms). Later is a
+    violation."""
+    killed = _failover([NodeEvent("b", at(12), "kill")])
+    killed.commands = [sent(3, 6, 12.003, node="b")]
+    assert check_epochs(killed) is None
+    killed.commands = [sent(3, 6, 12.3, node="b")]
+    v = check_epochs(killed)
+    assert v is not None and "it was not running" in v.summary
+
+
+def test_transit_and_slack_grow_with_the_harness_s_own_lateness():
+    """An overloaded harness delivers commands late through its proxies: the allowances
+    grow by the lateness it sampled around the command, and only there."""
+    demoted = _failover([NodeEvent("b", at(12), "demote")])
+    demoted.commands = [sent(3, 5, 12.08, node="b")]  # 80 ms: beyond transit_s alone
+    assert check_epochs(demoted) is not None
+    demoted.lag = [(at(12.07), 0.06)]  # the harness woke 60 ms late just then
+    assert check_epochs(demoted) is None
+    demoted.lag = [(at(5.0), 0.5)]  # lateness elsewhere excuses nothing here
+    assert check_epochs(demoted) is not None
+    answered = history(ops=[route(1, 3, 5, invoke=10.0, complete=10.1)],
+                       commands=[sent(3, 5, 10.2)], final_routes={"vh": {"video/3": 5}})
+    assert check_no_unasked_commands(answered) is not None  # 100 ms after its answer
+    answered.lag = [(at(10.19), 0.08)]
+    assert check_no_unasked_commands(answered) is None
+
+
 def test_p3_the_documented_lease_split_is_excused_until_the_link_heals():
     cut = Fault("partition", "a|b", at(10), at(20), (("a", "b"), ("b", "a")))
     h = _failover(faults=[cut])
