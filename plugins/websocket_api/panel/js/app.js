@@ -73,6 +73,11 @@ class App {
   /** A (re)connect: the snapshot replaces everything; the panels are read again. */
   async onSnapshot({ result, reconnected }) {
     this.tally.load(result);
+    // draw the new snapshot at once with the panel in use (a failover must not leave the
+    // old node's tally on screen while the panels are asked for)
+    if (this.panel && this.tally.router(this.panel.router)) {
+      this.usePanel(this.panel, { keepSelection: true, keepLevels: true });
+    }
     const loading = ++this._loading;
     let found;
     try {
@@ -85,8 +90,12 @@ class App {
     if (found.note) console.info(`tieline panel: ${found.note}`); // eslint-disable-line no-console
     const keep = this.panel ? this.panel.name : null;
     const panel = this.selector.setPanels(this.panels, keep);
-    if (panel) this.usePanel(panel, { keepSelection: reconnected && keep === panel.name });
-    else this.notify("This node has no router to show.", "info");
+    const same = panel && this.panel && JSON.stringify(panel) === JSON.stringify(this.panel);
+    if (panel && !same) {
+      this.usePanel(panel, { keepSelection: reconnected && keep === panel.name });
+    } else if (!panel) {
+      this.notify("This node has no router to show.", "info");
+    }
     this.salvos.draw();
   }
 
@@ -100,15 +109,16 @@ class App {
     this.tally.apply(message);
   }
 
-  /** Switch to `panel`: a new view; the levels back to all. */
-  usePanel(panel, { keepSelection = false } = {}) {
+  /** Switch to `panel`: a new view; the levels back to all (unless kept: a reconnect). */
+  usePanel(panel, { keepSelection = false, keepLevels = false } = {}) {
     const sameRouter = this.panel && this.panel.router === panel.router;
     const selection = keepSelection && sameRouter
       ? { d: this.take.destination, s: this.take.source } : null;
+    const chosen = keepLevels && sameRouter ? this.levels.chosen : null;
     this.panel = panel;
     if (this.current) this.current.destroy();
     this.current = null;
-    this.levels.setLevels(panel.levels);
+    this.levels.setLevels(panel.levels, chosen);
     this.take.setPanel(panel);
     if (selection) {
       this.take.destination = selection.d;

@@ -25,7 +25,7 @@ export class PortPicker {
     this.group = 0;
     this.onChange = onChange;
     this.input = h("input", {
-      type: "search", class: "filter", placeholder: "Search, or 1-10,17",
+      type: "search", class: "filter", placeholder: "Label or 1-10,17",
       aria: { label: `Filter ${kind}s by label or numbers` }, autocomplete: "off",
       spellcheck: "false", dataset: { filter: kind },
       oninput: () => this.onChange(),

@@ -231,6 +231,7 @@ export class Connection extends EventTarget {
       throw new AuthRefused(`wait ${Math.ceil(wait / 1000)} s before trying again`,
         { hadToken: true });
     }
+    this._stopped = false;
     this.storage.setItem(TOKEN_KEY, token);
     let link = this.loginLink;
     this.loginLink = null;
@@ -418,8 +419,17 @@ export class Connection extends EventTarget {
     }
   }
 
+  /** How long a node may take to greet: a live node sends its hello at once, so no longer
+   * than the heartbeat budget (at least 1 s, at most connectTimeoutMs). A node that accepts
+   * the connection but is hung (SIGSTOP, a frozen VM) costs no more than that. */
+  get _greetingTimeoutMs() {
+    const budget = this.link ? this.link.timeoutMs : (this._budgetMs || 1500);
+    return Math.min(this.connectTimeoutMs, Math.max(1000, budget));
+  }
+
   /** Open a WebSocket to `url` and read the node's greeting (no hello sent yet). */
   _probe(url) {
+    const timeoutMs = this._greetingTimeoutMs;
     return new Promise((resolve, reject) => {
       let ws;
       try {
@@ -430,9 +440,9 @@ export class Connection extends EventTarget {
       }
       let settled = false;
       const timer = setTimeout(() => {
-        finish(new Error(`no greeting within ${this.connectTimeoutMs / 1000} s`));
+        finish(new Error(`no greeting within ${timeoutMs / 1000} s`));
         ws.close();
-      }, this.connectTimeoutMs);
+      }, timeoutMs);
       const finish = (error, link) => {
         if (settled) return;
         settled = true;
@@ -457,6 +467,7 @@ export class Connection extends EventTarget {
           return;
         }
         const link = new Link(url, ws, greeting);
+        this._budgetMs = link.timeoutMs;
         ws.onmessage = (e) => this._receive(link, e.data);
         ws.onclose = (e) => this._ended(link, `the server closed the connection (code ${e.code})`);
         ws.onerror = null;
@@ -466,24 +477,32 @@ export class Connection extends EventTarget {
     });
   }
 
-  /** The heartbeat watchdog: one timer checks every link still open. */
+  /** The heartbeat watchdog: one timer checks the links in use every 50 ms; a link silent
+   * for longer than its server's heartbeat_timeout_ms is dead. When the check itself ran
+   * late (the page was busy, drawing a big snapshot say, or its tab was in the background),
+   * messages that waited behind it are read first: the verdict waits one more check, so a
+   * busy page does not take a live node for a dead one. */
   _watch(link) {
-    link.watched = true;
+    link.suspect = false;
     if (this._watchdog) return;
-    let last = performance.now();
+    let lastTick = performance.now();
     this._watchdog = setInterval(() => {
       const now = performance.now();
-      const stalled = now - last > 1000; // the page itself did not run: no verdict this time
-      last = now;
+      const late = now - lastTick > 150;
+      lastTick = now;
       for (const l of [this.link, this.loginLink]) {
         if (!l || l.ended) continue;
-        if (stalled) {
-          l.lastSeen = Math.max(l.lastSeen, now - 250);
-        } else if (now - l.lastSeen > l.timeoutMs) {
-          this._ended(l, `no message for ${l.timeoutMs / 1000} s (node dead or unreachable)`);
+        const silent = now - l.lastSeen;
+        if (silent <= l.timeoutMs) {
+          l.suspect = false;
+        } else if (late && !l.suspect) {
+          l.suspect = true;
+        } else {
+          this._ended(l, `no message for ${(silent / 1000).toFixed(1)} s (a heartbeat is due `
+            + `every ${l.greeting.heartbeat_ms || "?"} ms): node dead or unreachable`);
         }
       }
-    }, 100);
+    }, 50);
   }
 
   /** Authenticate on `link`, subscribe, then put it in use. */

@@ -12,10 +12,11 @@ export class LevelSelector extends EventTarget {
     this.chosen = null; // null: all; else a Set of level names
   }
 
-  /** The panel's levels (a new panel starts on "All levels"). */
-  setLevels(levels) {
+  /** The panel's levels (a new panel starts on "All levels", unless `chosen` is kept). */
+  setLevels(levels, chosen = null) {
     this.levels = [...levels];
-    this.chosen = null;
+    this.chosen = chosen ? new Set([...chosen].filter((l) => this.levels.includes(l))) : null;
+    if (this.chosen && !this.chosen.size) this.chosen = null;
     this.draw();
     this._changed();
   }
