@@ -216,6 +216,8 @@ class PageWatch:
     csp_violations: list[dict[str, Any]] = field(default_factory=list)
     websockets: list[Any] = field(default_factory=list)
     requests: list[Any] = field(default_factory=list)
+    #: the pages watched (Playwright Page objects)
+    pages: list[Any] = field(default_factory=list)
     #: patterns (regular expressions) of errors the test expects; they are not failures
     expected: list[re.Pattern[str]] = field(default_factory=list)
 
@@ -227,6 +229,7 @@ class PageWatch:
         context.on("page", self.watch_page)
 
     def watch_page(self, page: Any) -> None:
+        self.pages.append(page)
         page.on("console", self._on_console)
         page.on("pageerror", self._on_pageerror)
         page.on("websocket", self._on_websocket)
@@ -249,6 +252,14 @@ class PageWatch:
             # "Failed to load resource: ... 404" names no resource: add where it was
             self.errors.append(f"{message.text} ({where})" if where and where not in
                                message.text else message.text)
+
+    def settle(self, ms: float = 50) -> None:
+        """Let Playwright deliver what the browser reported so far: the sync API hands
+        events over only while a call into it waits (any page's call serves every page)."""
+        for page in self.pages:
+            if not page.is_closed():
+                page.wait_for_timeout(ms)
+                return
 
     def expect_errors(self, *patterns: str) -> None:
         """Errors matching any of ``patterns`` (re.search) are expected by the test: a

@@ -7,8 +7,9 @@
 - ``page``: a page in a fresh browser context (its own sessionStorage), watched: ``watch``
   is what it logged. ``new_page(**context_options)`` makes more, each in its own context
   (a second operator); ``watch_of(page)`` is a page's watch.
-  When the test passes, every page made must have logged no unexpected console error and
-  no CSP violation (``watch.expect_errors(pattern)`` allows one).
+  When the test function returns, every page made must have logged no unexpected console
+  error and no CSP violation (``watch.expect_errors(pattern)`` allows one); the test fails
+  if one did.
 - ``node(...)``: a tieline node as a ``tieline run`` process, with users of every level.
 - ``emulator(name, ...)``: a device emulator process, for a node's router to control.
 - ``site(files, csp=...)``: a static "foreign" web site on its own loopback port.
@@ -41,6 +42,24 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
     outcome = yield
     report = outcome.get_result()
     setattr(item, "rep_" + report.when, report)
+
+
+#: the watches of the pages a test made, checked when the test function returns
+_PAGE_WATCHES = pytest.StashKey[list[PageWatch]]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """A test that returns has passed only if its pages are clean: no unexpected console
+    error, no CSP violation (``PageWatch.assert_clean``). Checked here, while its nodes and
+    sites still run: once they stop, an open page may well log errors."""
+    result = yield
+    made = item.stash.get(_PAGE_WATCHES, [])
+    if made:
+        made[0].settle()  # what the browser has already reported reaches the watches
+    for watch in made:
+        watch.assert_clean()
+    return result
 
 
 def _passed(request: pytest.FixtureRequest) -> bool:
@@ -108,10 +127,12 @@ def new_page(browser: Any, request: pytest.FixtureRequest,
     """Factory: ``new_page(**context_options)`` -> a Playwright Page in a fresh context
     (its own cookies and sessionStorage: another operator), with a :class:`PageWatch`
     (``watch_of(page)``). ``context_options`` go to ``browser.new_context`` (``viewport=
-    {"width": 1024, "height": 768}``, ``has_touch=True``...). Closed after the test; when
-    the test passed, each page must be clean (``PageWatch.assert_clean``); when it failed,
-    each page's screenshot is saved and its path printed."""
+    {"width": 1024, "height": 768}``, ``has_touch=True``...). Closed after the test. When
+    the test function returns, each page must be clean (``PageWatch.assert_clean``, see
+    ``pytest_runtest_call``); when it failed, each page's screenshot is saved and its path
+    printed."""
     made: list[tuple[Any, Any, PageWatch]] = []
+    request.node.stash[_PAGE_WATCHES] = []
 
     def make(**context_options: Any) -> Any:
         context = browser.new_context(**context_options)
@@ -121,18 +142,16 @@ def new_page(browser: Any, request: pytest.FixtureRequest,
         page = context.new_page()
         watches[id(page)] = watch
         made.append((context, page, watch))
+        request.node.stash[_PAGE_WATCHES].append(watch)
         return page
 
     yield make
-    check = _passed(request)
-    for number, (context, page, watch) in enumerate(made, start=1):
-        if not check and getattr(request.node, "rep_call", None) is not None:
+    failed = not _passed(request) and getattr(request.node, "rep_call", None) is not None
+    for number, (context, page, _) in enumerate(made, start=1):
+        if failed:
             _screenshot(page, tmp_path / f"page{number}.png")
         context.close()
         watches.pop(id(page), None)
-    if check:
-        for _, _, watch in made:
-            watch.assert_clean()
 
 
 def _screenshot(page: Any, path: Path) -> None:

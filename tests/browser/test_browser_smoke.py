@@ -7,6 +7,8 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
+from .browsing import STRICT_CSP
+
 #: a page of another site: its script file opens a WebSocket to the URL in ?ws=... and
 #: writes what happened into <body data-result>
 PROBE_PAGE = {
@@ -83,3 +85,20 @@ def test_a_clean_page_is_clean(page, watch, site):
     page.wait_for_function("true")  # a round trip: the error event has been delivered
     assert any(e.startswith("uncaught: TypeError") for e in watch.errors), watch.errors
     watch.expect_errors("^uncaught: TypeError")
+
+
+def test_the_node_serves_the_panel_clean(page, watch, node):
+    """``GET /`` of a node opens its panel in the browser under the strict CSP, and loading
+    it (its module scripts, styles, and whatever it fetches or opens at start) logs no
+    error and breaks no policy."""
+    tieline = node()
+    response = page.goto(tieline.url)
+    assert response is not None and response.status == 200
+    assert response.headers["content-security-policy"] == STRICT_CSP
+    assert response.headers["x-content-type-options"] == "nosniff"
+    page.wait_for_load_state("networkidle")
+    requested = [r.url for r in watch.requests]
+    assert any(url.endswith(".js") for url in requested), requested  # its scripts loaded
+    assert all(url.startswith(tieline.url) or url.startswith("data:") for url in requested), \
+        requested  # nothing from anywhere else
+    watch.assert_clean()
