@@ -21,7 +21,13 @@ const SRC_MIN_WIDTH = 128;
 export class PortPicker {
   constructor({ title, kind, groups, onChange }) {
     this.kind = kind;
-    this.groups = groups;
+    // several groups: an "All" tab first, every group's ports in the panel's order
+    if (groups.length > 1 && !groups.some((g) => g.name === "All")) {
+      const all = [...new Set(groups.flatMap((g) => g.ports))];
+      this.groups = [{ name: "All", ports: all, colour: null }, ...groups];
+    } else {
+      this.groups = groups;
+    }
     this.group = 0;
     this.onChange = onChange;
     this.input = h("input", {
@@ -280,6 +286,7 @@ export class BusView {
     button.dataset.port = String(s);
     setText(p.num, s);
     setText(p.label, rt.sourceLabel(s));
+    setAttr(p.label, "title", rt.sourceLabel(s));
     const counts = levels.map((l) => rt.feedCount(l, s));
     setText(p.feeds, counts[0] ? `→${counts[0]}` : "");
     setAttr(p.feeds, "title", levels.map((l, i) => `${l}: feeds ${counts[i]}`).join(", "));

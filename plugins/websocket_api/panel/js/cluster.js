@@ -140,11 +140,12 @@ export class ClusterView {
   _member(name, status, state, inUse, reachable, problem = null) {
     return h("li", {
       class: "member", dataset: { state: state || "unknown", inUse: inUse ? "yes" : "no" },
-      title: problem || null,
+      title: problem || (inUse ? "The panel uses this node" : null),
+      aria: inUse ? { current: "true" } : {},
     }, h("span", { class: "dot", aria: { hidden: "true" } }),
     h("span", { class: "member-name" }, name),
     " ", h("span", { class: "member-status" }, reachable ? status : "unreachable"),
-    inUse ? h("span", { class: "member-here" }, " (in use)") : null);
+    inUse ? h("span", { class: "sr-only" }, " (in use)") : null);
   }
 
   drawRouters() {
