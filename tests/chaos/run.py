@@ -9,7 +9,8 @@ Exit status: 0 when every round passed, 1 otherwise.
 
 ``python tests/chaos/run.py --report FOLDER`` reads back every round under FOLDER and
 counts *every* counter-example of each property (a round's report shows only the first),
-sorted by what they say: the numbers of docs/reliability.md.
+sorted by what they say; ``--markdown FOLDER...`` prints several runs' counts side by side
+as the tables of docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -59,6 +60,31 @@ def report(folder: Path) -> dict:
             **{k: dict(v.most_common()) for k, v in totals.items()}}
 
 
+def markdown(folders: list[Path]) -> str:
+    """The reports of several runs (one folder each, e.g. one per strategy) as the tables
+    of docs/reliability.md: faults by kind, operations by outcome, verdicts."""
+    reports = {f.name: report(f) for f in folders}
+    names = list(reports)
+    out = ["| | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    for key, label in (("rounds", "rounds"), ("failed_rounds", "rounds failed"),
+                       ("grants", "epochs granted")):
+        out.append(f"| {label} | " + " | ".join(str(reports[n][key]) for n in names) + " |")
+    for section, title in (("faults", "faults injected"), ("operations", "client operations"),
+                           ("commands", "commands the routers received from nodes")):
+        keys = sorted({k for n in names for k in reports[n][section]},
+                      key=lambda k: -sum(reports[n][section].get(k, 0) for n in names))
+        out.append(f"| **{title}** | " + " | ".join(
+            str(sum(reports[n][section].values())) for n in names) + " |")
+        out += [f"| {k} | " + " | ".join(str(reports[n][section].get(k, 0)) for n in names)
+                + " |" for k in keys]
+    verdicts = ["", "Counter-examples (every one, by kind):", ""]
+    for n in names:
+        found = reports[n]["violations"]
+        verdicts.append(f"- {n}: " + ("none" if not found else "; ".join(
+            f"{count} x {kind}" for kind, count in found.items())))
+    return "\n".join(out + verdicts)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--strategy", choices=["lease", "peer_sync", "etcd"], default="lease")
@@ -70,9 +96,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stop-on-failure", action="store_true")
     parser.add_argument("--report", type=Path, metavar="FOLDER",
                         help="count every counter-example of the rounds under FOLDER")
+    parser.add_argument("--markdown", type=Path, nargs="+", metavar="FOLDER",
+                        help="the reports of several FOLDERs as docs/reliability.md's tables")
     args = parser.parse_args(argv)
     if args.report:
         print(json.dumps(report(args.report), indent=1))
+        return 0
+    if args.markdown:
+        print(markdown(args.markdown))
         return 0
     from tests.chaos.harness import run_sync
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
