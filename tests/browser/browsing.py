@@ -253,13 +253,15 @@ class PageWatch:
             self.errors.append(f"{message.text} ({where})" if where and where not in
                                message.text else message.text)
 
-    def settle(self, ms: float = 50) -> None:
+    def settle(self, ms: float = 50) -> bool:
         """Let Playwright deliver what the browser reported so far: the sync API hands
-        events over only while a call into it waits (any page's call serves every page)."""
+        events over only while a call into it waits (any page's call serves every page).
+        False when every page of this watch is closed (nothing waited)."""
         for page in self.pages:
             if not page.is_closed():
                 page.wait_for_timeout(ms)
-                return
+                return True
+        return False
 
     def expect_errors(self, *patterns: str) -> None:
         """Errors matching any of ``patterns`` (re.search) are expected by the test: a
