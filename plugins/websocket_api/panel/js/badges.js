@@ -11,10 +11,9 @@ import { describeSources } from "./levels.js";
  *   pending: string|null, error: string|null}}
  */
 export function destinationState(ctx, rt, destination) {
-  const levels = ctx.levels.selected();
+  // every level of the panel, whichever are chosen: a breakaway shows each level's source
   const all = ctx.panel.levels;
-  const own = describeSources(rt, destination, levels);
-  const breakaway = describeSources(rt, destination, all).breakaway;
+  const { text, breakaway } = describeSources(rt, destination, all);
   // protects grouped by kind and owner: "P alice (video, audio)"
   const grouped = new Map();
   for (const [level, p] of rt.protectsOf(destination)) {
@@ -26,7 +25,7 @@ export function destinationState(ctx, rt, destination) {
   const ticket = ctx.take.pendingOn(destination);
   const error = ctx.take.errorOn(destination);
   return {
-    sources: own.text,
+    sources: text,
     breakaway,
     protects: [...grouped.values()],
     pending: ticket ? `taking ${rt.sourceLabel(ticket.source)}${ticket.levels ? ` (${ticket.levels.join(", ")})` : ""}…` : null,
