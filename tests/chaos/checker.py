@@ -113,9 +113,10 @@ class Limits:
         A command at an epoch another node had been granted is never excused by it. A
         kill is a stand-down too (the process is gone; what the router logs after it was
         written before). Both this and ``slack_s`` grow by the harness's own lateness
-        around the command (``History.lag``): its proxies carry the commands, and an
-        overloaded harness delivers them late (seen at 80 ms with four chaos runs and a
-        browser test suite on two cores).
+        around the command, and by that of the router's emulator (``History.lag``,
+        ``History.device_lag``): the harness's proxies carry the commands and the emulator
+        logs them when it gets to them, and an overloaded machine delivers them late (seen
+        at 80 ms with four chaos runs and a browser test suite on two cores).
     """
 
     slack_s: float = 0.05
@@ -211,7 +212,7 @@ def iter_routes_durable(h: History, limits: Limits = Limits()) -> Iterator[Viola
                    and op.invoke <= c.t
                    and (c.t <= op.complete + limits.slack_s
                         or c.t <= op.complete + limits.slack_s
-                        + h.lag_between(op.complete, c.t))]
+                        + h.lag_between(op.complete, c.t, c.router))]
             if not own:
                 yield Violation(1, (
                     f"{op.name}: node {op.node} acknowledged {level} destination {dest} <- "
@@ -268,7 +269,7 @@ def iter_no_unasked_commands(h: History, limits: Limits = Limits()) -> Iterator[
             if any(op.invoke <= c.t and (
                     c.t <= op.end(limits.unknown_window_s) + limits.slack_s
                     or c.t <= op.end(limits.unknown_window_s) + limits.slack_s
-                    + h.lag_between(op.end(limits.unknown_window_s), c.t))
+                    + h.lag_between(op.end(limits.unknown_window_s), c.t, c.router))
                    for op in asking):
                 continue
             last = max((op for op in asking if op.invoke <= c.t), key=lambda o: o.invoke,
@@ -398,7 +399,7 @@ def iter_epochs(h: History, limits: Limits = Limits()) -> Iterator[Violation]:
         last = life.last
         if (not life.acting or life.epoch is None) and last is not None \
                 and last.kind in ("demote", "fenced", "kill") \
-                and c.t - last.t <= limits.transit_s + h.lag_between(last.t, c.t):
+                and c.t - last.t <= limits.transit_s + h.lag_between(last.t, c.t, c.router):
             before = _life_at(events[c.node], last.t, limits.resolution_s)
             if before.acting and before.epoch is not None:
                 life = before  # written before it stood down: the superseded rule below

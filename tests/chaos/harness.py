@@ -817,7 +817,8 @@ async def chaos_run(strategy: str, root: Path, seed: int, duration_s: float, *,
         resets=[r for router in cluster.routers.values() for r in router.resets],
         healed_at=healed_at, final_routes=final_routes, final_settings=final_settings,
         writer=cluster.main, replicated=strategy != "etcd", seed=seed,
-        schedule=nemesis.schedule, lag=lag)
+        schedule=nemesis.schedule, lag=lag,
+        device_lag={rid: router.lag() for rid, router in cluster.routers.items()})
     history.save(root / "history.json")
     violations = check(history, limits)
     phase("check")

@@ -184,6 +184,19 @@ class RouterInfo:
 LAG_RECORDED_S = 0.005
 
 
+def _worst(lag: list[tuple[float, float]], start: float, end: float) -> float:
+    """The worst lateness of the sorted samples ``lag`` from ``start`` to a little after
+    ``end`` (see :meth:`History.lag_between`)."""
+    i = bisect.bisect_left(lag, (start, -1.0))
+    worst = 0.0
+    while i < len(lag) and lag[i][0] <= end + 0.05 + lag[i][1]:
+        worst = max(worst, lag[i][1])
+        i += 1
+        if lag[i - 1][0] > end + 1.0:  # no wake-up is a second late here
+            break
+    return worst
+
+
 @dataclass
 class History:
     """Everything a run recorded (see the module docstring).
@@ -202,8 +215,10 @@ class History:
     :param lag: ``[time, seconds]`` samples of the harness's own event loop running late
         (only those later than :data:`LAG_RECORDED_S`): its proxies carry every command to
         the routers, so a command reaches an emulator's log that much later than the node
-        wrote it. The checker widens its transit and slack allowances by the lag around a
-        command (an overloaded machine is the harness's fault, not the node's).
+        wrote it. ``device_lag``: the same of each router's emulator processes (see
+        lagged.py), which log a command when they get to it. The checker widens its
+        transit and slack allowances by the lateness of both around a command (an
+        overloaded machine is the harness's fault, not the node's).
     """
 
     strategy: str
@@ -225,22 +240,17 @@ class History:
     seed: int | None = None
     schedule: list[str] = field(default_factory=list)
     lag: list[tuple[float, float]] = field(default_factory=list)
+    device_lag: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
 
-    def lag_between(self, start: float, end: float) -> float:
-        """The harness's worst lateness sampled from ``start`` to a little after ``end``
-        (a sample is taken when a late wake-up ends, so one that covers ``end`` comes
-        after it)."""
-        lag = self.lag
-        if not lag:
-            return 0.0
-        i = bisect.bisect_left(lag, (start, -1.0))
-        worst = 0.0
-        while i < len(lag) and lag[i][0] <= end + 0.05 + lag[i][1]:
-            worst = max(worst, lag[i][1])
-            i += 1
-            if lag[i - 1][0] > end + 1.0:  # no wake-up is a second late here
-                break
-        return worst
+    def lag_between(self, start: float, end: float, router: str | None = None) -> float:
+        """How late a command may have reached ``router``'s log, from ``start`` to
+        ``end``: the harness's worst lateness sampled then, plus that of the router's
+        emulators (both are on its way). A sample is taken when a late wake-up ends, so
+        one that covers ``end`` comes after it."""
+        total = _worst(self.lag, start, end)
+        if router is not None:
+            total += _worst(self.device_lag.get(router, []), start, end)
+        return total
 
     def rel(self, t: float | None) -> str:
         """``t`` as people read it in a report: seconds since the run began."""
@@ -276,6 +286,8 @@ class History:
                           for f in data["faults"]]
         data["resets"] = [RouterReset(**r) for r in data["resets"]]
         data["lag"] = [tuple(x) for x in data.get("lag", ())]
+        data["device_lag"] = {k: [tuple(x) for x in v]
+                              for k, v in data.get("device_lag", {}).items()}
         return cls(**data)
 
     @classmethod

@@ -31,6 +31,9 @@ from .history import RouterInfo, RouterReset
 from .proxy import FaultProxy
 
 TIELINE = str(Path(sys.executable).with_name("tieline"))
+#: runs ``tieline`` with its event loop's lateness recorded (the emulators' part of a
+#: command's transit: see lagged.py)
+LAGGED = Path(__file__).with_name("lagged.py")
 
 
 async def wait_listening(host: str, port: int, timeout: float = 20.0) -> None:
@@ -94,7 +97,7 @@ class Router:
         log = self.folder / f"{self.id}-{n}.commands.jsonl"
         out = open(self.folder / f"{self.id}-{n}.log", "ab")  # noqa: SIM115
         process = subprocess.Popen(
-            [TIELINE, "emulate", self.info.driver, "--listen", f"127.0.0.1:{port}",
+            [sys.executable, str(LAGGED), str(self.lag_file(n)), "emulate", self.info.driver, "--listen", f"127.0.0.1:{port}",
              "--inputs", str(self.info.sources), "--outputs", str(self.info.destinations),
              "--levels", str(len(self.info.levels)), "--command-log", str(log),
              "--log-level", "WARNING"], stdout=out, stderr=subprocess.STDOUT)
@@ -133,6 +136,22 @@ class Router:
 
     def command_logs(self) -> list[Path]:
         return [e.command_log for e in self.emulators]
+
+    def lag_file(self, n: int) -> Path:
+        """Where the ``n``-th emulator records its event loop's lateness."""
+        return self.folder / f"{self.id}-{n}.lag"
+
+    def lag(self) -> list[tuple[float, float]]:
+        """Every emulator's recorded lateness, ``(time, seconds)``, sorted."""
+        samples = []
+        for n in range(len(self.emulators)):
+            path = self.lag_file(n)
+            if path.exists():
+                for line in path.read_text().splitlines():
+                    with contextlib.suppress(ValueError):
+                        t, late = line.split()
+                        samples.append((float(t), float(late)))
+        return sorted(samples)
 
     async def crosspoints(self) -> dict[str, int]:
         """The emulator's crosspoints now: ``"level/destination"`` -> source (1-based)."""

@@ -292,6 +292,11 @@ def test_transit_and_slack_grow_with_the_harness_s_own_lateness():
     assert check_epochs(demoted) is None
     demoted.lag = [(at(5.0), 0.5)]  # lateness elsewhere excuses nothing here
     assert check_epochs(demoted) is not None
+    demoted.lag = [(at(12.07), 0.02)]  # the harness and the router's emulator, together
+    demoted.device_lag = {"vh": [(at(12.075), 0.02)], "sw": [(at(12.075), 0.5)]}
+    assert check_epochs(demoted) is None
+    demoted.device_lag = {"sw": [(at(12.075), 0.5)]}  # another router's lateness: no
+    assert check_epochs(demoted) is not None
     answered = history(ops=[route(1, 3, 5, invoke=10.0, complete=10.1)],
                        commands=[sent(3, 5, 10.2)], final_routes={"vh": {"video/3": 5}})
     assert check_no_unasked_commands(answered) is not None  # 100 ms after its answer
