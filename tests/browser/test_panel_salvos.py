@@ -20,6 +20,8 @@ def test_a_salvo_with_one_refused_crosspoint_shows_both_results(page, node):
     page.click("#salvos-toggle")
     salvo = page.locator('.salvo[data-salvo="show"]')
     expect(salvo).to_contain_text("studio · 8 crosspoints")
+    salvo.get_by_role("button", name="Preview").click()  # not known before a take
+    expect(page.locator(".salvo-note")).to_contain_text("only after its first take")
 
     salvo.get_by_role("button", name="Take").click()
 
@@ -33,6 +35,15 @@ def test_a_salvo_with_one_refused_crosspoint_shows_both_results(page, node):
         "Output 1 video ← Input 5 (was Input 1): confirmed")
     crosspoints = tally(tieline)
     assert crosspoints["video"][:4] == [5, 6, 7, 8]
+    # learnt from the take: the preview now compares every crosspoint with the tally
+    salvo.get_by_role("button", name="Preview").click()
+    expect(page.locator(".salvo-summary")).to_have_text(
+        "Salvo show would change 1 of 8 crosspoints; 1 held by a protect or lock would be "
+        "refused.")
+    rows = page.locator(".salvo-table tbody tr")
+    expect(rows).to_have_count(8)
+    expect(page.locator('.salvo-table tr[data-blocked="yes"]')).to_contain_text(
+        "Output 4 audioInput 4Input 8locked by operator2")
     assert crosspoints["audio"][:4] == [5, 6, 7, 4]
     page.click("#salvos-toggle")
     expect(cell(page, 4, 8)).to_have_attribute("data-on", "some")

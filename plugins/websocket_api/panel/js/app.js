@@ -101,6 +101,7 @@ class App {
 
   onEvent(message) {
     if (message.event === "salvos") {
+      this.salvos.forget();
       this.conn.request("snapshot", { routers: [] })
         .then((result) => this.tally.setSalvos(result.salvos || []))
         .catch(() => {}); // the next snapshot brings them

@@ -540,6 +540,7 @@ export class Connection extends EventTarget {
     // commit: nothing awaits from here on, so no event slips between snapshot and use
     const old = this.link;
     this.link = link;
+    this._huntDelay = 0;
     this.user = result.user;
     this.node = link.node;
     if (this.loginLink === link) this.loginLink = null;
@@ -657,17 +658,22 @@ export class Connection extends EventTarget {
     this._phase("ready", { endpoint: link.url, node: link.node, user: this.user });
     if (link.standby) {
       if (link.node.active) this._learn(link.node.active);
+      this._huntDelay = 0;
       this._hunt();
     } else {
       this._sendWaiting(link);
     }
   }
 
-  /** While the node in use is standby, look for an active node now and then. */
+  /** While the node in use is standby, look for an active node now and then: after
+   * huntIntervalMs, then twice as long each time none answers, up to 30 s (a status event
+   * saying the node is standby looks at once). */
   _scheduleHunt() {
     clearTimeout(this._huntTimer);
     if (!this.link || !this.link.standby || this._stopped) return;
-    this._huntTimer = setTimeout(() => this._hunt(), this.huntIntervalMs);
+    const delay = this._huntDelay || this.huntIntervalMs;
+    this._huntDelay = Math.min(delay * 2, 30000);
+    this._huntTimer = setTimeout(() => this._hunt(), delay);
   }
 
   /** The node in use is standby: move to an active node if one answers. */

@@ -5,7 +5,9 @@
 // A preview needs the salvo's crosspoints. The API's snapshot lists a salvo's name, router
 // and size; when a node also gives its crosspoints (`crosspoints` as a list of
 // {destination, source, levels?} or {level, destination, source}) the preview compares each
-// with the tally; otherwise it says how many crosspoints the salvo holds and on which router.
+// with the tally. Otherwise the panel learns them from the salvo's first take (its result
+// lists every crosspoint, taken or refused) and previews it from then on, until the node says
+// the salvos changed; before that, it says how many crosspoints the salvo holds.
 
 import { h, replace } from "./dom.js";
 import { gate } from "./permissions.js";
@@ -42,11 +44,17 @@ export class SalvoPanel {
     this.toggle = toggle;
     this.open = null; // name of the salvo whose preview or result is shown
     this.results = new Map(); // name -> {state: "taking" | "done" | "error", result, before, error}
+    this.learnt = new Map(); // name -> its crosspoints, from the result of a take
     this.list = h("ul", { class: "salvo-list" });
     this.detail = h("div", { class: "salvo-detail", aria: { live: "polite" } });
     replace(section, h("h2", {}, "Salvos"), this.list, this.detail);
     toggle.addEventListener("click", () => this.setShown(section.hidden));
     this._rows = new Map();
+  }
+
+  /** The salvos changed on the node: what was learnt from earlier takes may be stale. */
+  forget() {
+    this.learnt.clear();
   }
 
   setShown(shown) {
@@ -102,9 +110,15 @@ export class SalvoPanel {
     return row.li;
   }
 
+  /** Preview pressed: show the preview (in place of a result shown), or hide it. */
   _toggle(name) {
-    this.open = this.open === name ? null : name;
-    if (this.open === name && this.results.get(name)?.state !== "taking") this.results.delete(name);
+    const state = this.results.get(name);
+    if (this.open === name && state && state.state !== "taking") {
+      this.results.delete(name);
+    } else {
+      this.open = this.open === name ? null : name;
+      if (state && state.state !== "taking") this.results.delete(name);
+    }
     this.draw();
   }
 
@@ -129,13 +143,14 @@ export class SalvoPanel {
       replace(this.detail, this._result(salvo, rt, state));
       return;
     }
-    const crosspoints = salvoCrosspoints(salvo, rt);
+    const crosspoints = salvoCrosspoints(salvo, rt) || this.learnt.get(salvo.name);
     if (!crosspoints) {
       const count = typeof salvo.crosspoints === "number" ? salvo.crosspoints : "its";
       replace(this.detail, h("p", { class: "salvo-note" },
         `Salvo ${salvo.name}: ${count} crosspoints on router ${salvo.router}. This node does not `
-        + "send a salvo's crosspoints, so what it would change cannot be shown before the take; "
-        + "the result lists each crosspoint with the source it replaced."));
+        + "send a salvo's crosspoints before it is taken, so what it would change can be shown "
+        + "only after its first take from this panel. The take's result lists each crosspoint "
+        + "with the source it replaced."));
       return;
     }
     const me = this.conn.user ? this.conn.user.name : null;
@@ -192,6 +207,8 @@ export class SalvoPanel {
     try {
       const result = await this.conn.request("salvo", { name });
       if (rt) this.tally.applyCrosspoints(salvo.router, result.taken || []);
+      this.learnt.set(name, [...(result.taken || []), ...(result.refused || [])]
+        .map(({ level, destination, source }) => ({ level, destination, source })));
       this.results.set(name, { state: "done", result, before });
     } catch (error) {
       this.results.set(name, { state: "error", error: error.message });
