@@ -114,3 +114,20 @@ def test_two_step_take_on_the_bus_view(page, node):
     expect(bus_source(page, 4)).to_have_attribute("aria-pressed", "true")
     wait_until(lambda: tally(tieline)["audio"][1] == 4, what="destination 2 from source 4")
     expect(bus_destination(page, 2)).to_contain_text("← Input 4")
+
+
+def test_two_step_take_on_the_xy_grid(page, node):
+    """On an XY grid a press preselects the crosspoint (it flashes); Take routes it."""
+    tieline = node(api={"panels": [{"name": "MCR", "router": "studio", "layout": "xy",
+                                     "two_step_take": True}]})
+    sign_in(page, tieline, "operator")
+    cell(page, 6, 2).click()
+    expect(cell(page, 6, 2)).to_have_attribute("data-preselect", "yes")
+    expect(page.locator(".take-hint")).to_have_text(
+        "Preselected: Input 2 → Output 6. Take (Enter) or Clear (Esc).")
+    page.wait_for_timeout(300)
+    assert tally(tieline)["video"][5] == 6
+    page.click("#take")
+    expect(cell(page, 6, 2)).to_have_attribute("aria-pressed", "true")
+    expect(cell(page, 6, 2)).to_have_attribute("data-preselect", "no")
+    assert tally(tieline)["audio"][5] == 2

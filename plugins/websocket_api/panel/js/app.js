@@ -22,6 +22,10 @@ import { installKeyboard } from "./keyboard.js";
 
 const $ = (id) => document.getElementById(id);
 
+/** The largest XY grid drawn (one button per crosspoint: 128x128); a panel asking for a
+ * larger one gets the bus view, which draws only what is in sight. */
+const XY_MAX_CELLS = 128 * 128;
+
 class App {
   constructor() {
     this.conn = new Connection({
@@ -127,9 +131,16 @@ class App {
     }
     const ctx = { tally: this.tally, take: this.take, levels: this.levels, perms: this.perms,
       panel, notify: (text, kind) => this.notify(text, kind) };
-    const View = panel.layout === "xy" ? XYView : BusView;
+    const cells = new Set(panel.destinations.flatMap((g) => g.ports)).size
+      * new Set(panel.sources.flatMap((g) => g.ports)).size;
+    const xy = panel.layout === "xy" && cells <= XY_MAX_CELLS;
+    if (panel.layout === "xy" && !xy) {
+      this.notify(`Panel ${panel.name} asks for an XY grid of ${cells} crosspoints; above `
+        + `${XY_MAX_CELLS} the bus view is shown instead.`, "info");
+    }
+    const View = xy ? XYView : BusView;
     this.current = new View(ctx, $("view"));
-    $("view").dataset.layout = panel.layout;
+    $("view").dataset.layout = xy ? "xy" : "bus";
     $("take").hidden = !panel.two_step_take;
     this.detail.setPanel(panel);
     this.redraw();
