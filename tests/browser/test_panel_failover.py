@@ -96,3 +96,16 @@ def test_a_hung_main_is_left_within_the_heartbeat_budget(page, watch, pair):
     assert lost_after <= 600 + 100 + 50 * 2 + 200, lost_after
     cell(page, 5, 1).click()
     expect(cell(page, 5, 1)).to_have_attribute("aria-pressed", "true")
+
+
+def test_a_panel_opened_on_the_idle_backup_moves_to_the_active_main(page, watch, pair):
+    """The backup's page connects to the backup, which is standby and names the main: the
+    panel moves there (the main accepts the backup's panel as a member's) and routes."""
+    page.goto(f"http://127.0.0.1:{pair.api_ports['b']}/")
+    page.fill("#login-token", OPERATOR_TOKEN)
+    page.click("#login-submit")
+    expect(page.locator("#banner")).to_have_text("Connected to a (Main is active)")
+    assert page.evaluate("window.tielinePanel.conn.link.url").rstrip("/") == pair.url("a")
+    cell(page, 2, 7).click()
+    expect(cell(page, 2, 7)).to_have_attribute("aria-pressed", "true")
+    assert device_source(pair, 2) == 7
