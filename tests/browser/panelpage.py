@@ -13,7 +13,6 @@ reason in ``title`` (Playwright then counts it as disabled: tests press it with
 
 from __future__ import annotations
 
-import re
 import socket
 import time
 from typing import Any
@@ -108,5 +107,3 @@ def wait_until(check: Any, timeout: float = 5.0, what: str = "condition") -> Any
             raise AssertionError(f"{what}: not true within {timeout} s (last: {value!r})")
         time.sleep(0.05)
 
-
-CONNECTED = re.compile(r"^Connected to ")

@@ -69,12 +69,6 @@ export class PortPicker {
     const group = this.groups[this.group] || this.groups[0];
     return filterPorts(group.ports, this.input.value, labelOf, max);
   }
-
-  /** The colour of `port`'s group, when the panel gives one. */
-  colour(port) {
-    for (const g of this.groups) if (g.colour && g.ports.includes(port)) return g.colour;
-    return null;
-  }
 }
 
 /** A map port -> colour, for the groups that have one (first group wins). */

@@ -48,22 +48,6 @@ export class RouterTally {
     return column ? column[destination] : 0;
   }
 
-  /** The sources feeding `destination` on `levels`: [{level, source}]. */
-  sourcesOf(destination, levels = this.levels) {
-    return levels.map((level) => ({ level, source: this.source(level, destination) }));
-  }
-
-  /** Whether `destination`'s levels (among `levels`) carry different sources: breakaway. */
-  isBreakaway(destination, levels = this.levels) {
-    let first = -1;
-    for (const level of levels) {
-      const s = this.source(level, destination);
-      if (first === -1) first = s;
-      else if (s !== first) return true;
-    }
-    return false;
-  }
-
   /** How many destinations `source` feeds on `level`. */
   feedCount(level, source) {
     const feeds = this.feeds.get(level);
