@@ -35,7 +35,11 @@ frames, re-sends) and only reads and keepalives go out; a command handed over la
 refused with the guard's error, and so is every item the session withdrew before any byte
 of it was written (it was never sent: a report that names it now is about someone else's
 change, not a confirmation). Commands already written settle as ever, from the router's
-reports (or time out).
+reports (or time out). A check and the write after it are two steps: a node stopped
+between them (a process stall of any length) writes when it runs again, whatever happened
+meanwhile, and no check in a program can prevent it (the device would have to check a
+fencing token, and no router protocol has one). The link makes the window one write
+wide, checks again after each write, and says so when the fence shut meanwhile.
 
 The devices tieline speaks to have no request ids: a report says *what* is now, not *which
 request* it answers. So the link serialises what reports cannot tell apart: two commands
@@ -641,9 +645,11 @@ class DeviceLink:
         session, stream = self._session, self._stream
         if session is None or stream is None:
             return
+        acting = False
         if self.guard is not None:
             try:
                 self.guard()
+                acting = True
             except RequestError as exc:
                 in_flight = self._in_flight
                 for key in session.withdraw():
@@ -664,6 +670,26 @@ class DeviceLink:
             why = (f"timed out after {self.write_timeout_s:g} s"
                    if isinstance(exc, TimeoutError) else type(exc).__name__)
             raise LinkError(f"could not write to the device ({why})") from exc
+        if acting:
+            self._check_fence_held()
+
+    def _check_fence_held(self) -> None:
+        """After a write made while the node could act: if it may not act now, the fence
+        shut between the check and the moment the bytes were the kernel's. No check made
+        in a program can close that window (a process stopped, or not scheduled, right
+        after its check writes when it runs again; only a device that checked a fencing
+        token could refuse it, and no router protocol has one), so it is made as narrow as
+        a write and, when crossed, said: what was written may have reached the router
+        after the node's epoch was superseded. The router's tally shows what it did."""
+        assert self.guard is not None
+        try:
+            self.guard()
+        except RequestError:
+            log.warning(
+                "router '%s': this node lost the right to act while it was writing to the "
+                "router (was the process stalled?); what it wrote may have reached the "
+                "router after another node took over. The router's tally is followed as "
+                "ever: check it", self.router)
 
     # -- lifecycle ---------------------------------------------------------------------
     async def run(self) -> None:

@@ -30,13 +30,25 @@ Five properties (issue 14) and a sixth; each check returns the *first* counter-e
    hears the higher epoch). The checker excuses exactly this: a change sent by node N at
    epoch E after node M was granted E' > E, when a fault on the peer link between them
    (a partition, a one-way cut either way, a blackhole, delay or loss) was in place when
-   M was granted E' (or began within ``3 x heartbeat`` of it), and either the change
+   M was granted E' or during the lease before (M's evidence of N lost to it stays
+   lost: a heartbeat it delayed is stale when it comes), or began within
+   ``3 x heartbeat`` of the grant, and either the change
    reached the router within ``3 x heartbeat`` of the grant (M's first heartbeat, and
    N's tick that acts on it), or N has not been able to hear M ever since: a fault on the
    direction M -> N, M stopped (SIGSTOP) or M dead, with no gap longer than
    ``heal_grace_s`` between them (after each, the link reconnects, then a heartbeat tells
    N). Without such a peer-link fault nothing is excused: a pause, CPU starvation or a
    kill of N never is, and with ``etcd`` nothing is.
+
+   **A write across a stall.** A node checks its fence, then writes; stopped between
+   the two (SIGSTOP, a scheduler that does not run it), it writes when it runs again,
+   whatever happened meanwhile. No check in a program closes that window (only a device
+   checking a fencing token could, and no router protocol has one); the device link
+   keeps it one write wide, checks again after each write and logs "lost the right to
+   act while it was writing" when the fence shut meanwhile. The checker excuses exactly
+   the commands that reach the router within ``transit_s`` (and the lateness around) of
+   such a report by that node for that router, and counts them
+   (``summary()["writes_across_a_stall"]``); an unreported stale write still fails.
 
    With every strategy, settings have one writer: a ``label`` or ``settings`` write
    acknowledged by any node but the main is a violation (with ``peer_sync``, where every
@@ -311,7 +323,7 @@ def _life_at(events: list[NodeEvent], t: float, resolution: float = 0.0) -> _Lif
     for e in events:
         if e.t > t + resolution:
             break
-        if e.t > t - resolution and e.kind not in GAINS:
+        if e.kind == "crossed" or (e.t > t - resolution and e.kind not in GAINS):
             continue
         life.last = e
         if e.kind == "start":
@@ -364,9 +376,12 @@ def _excused(h: History, node: str, t: float, grant: NodeEvent, limits: Limits) 
         return None
     other = grant.node
     heard_by = grant.t + 3 * h.heartbeat_s  # a heartbeat, and the tick that acts on it
-    # the split: a peer-link fault between them in place when the other took over
+    # the split: a peer-link fault between them in place when the other took over, or
+    # within the lease before it: a standby takes over when it has had no fresh evidence
+    # of the active node for a lease, and evidence lost to a fault stays lost after it
+    # ends (the heartbeats it delayed are stale when they arrive)
     split = [f for f in h.faults if ({(node, other), (other, node)} & set(f.impairs))
-             and f.start <= heard_by and (f.end is None or f.end >= grant.t)]
+             and f.start <= heard_by and (f.end is None or f.end + h.lease_s >= grant.t)]
     if not split:
         return None
     if t <= heard_by:
@@ -375,6 +390,15 @@ def _excused(h: History, node: str, t: float, grant: NodeEvent, limits: Limits) 
         if start <= heard_by and t <= end:  # it has not been able to hear it since
             return split[0]
     return None
+
+
+def crossed_fence(h: History, c: DeviceCommand, limits: Limits) -> NodeEvent | None:
+    """The node's own report that its fence shut around a write to ``c``'s router, close
+    enough to ``c`` to be the write that carried it (see :func:`iter_epochs`)."""
+    allowance = limits.transit_s + h.lag_between(c.t - limits.transit_s, c.t, c.router)
+    return next((e for e in h.events if e.kind == "crossed" and e.node == c.node
+                 and e.text == c.router and abs(c.t - e.t) <= allowance + limits.resolution_s),
+                None)
 
 
 def iter_epochs(h: History, limits: Limits = Limits()) -> Iterator[Violation]:
@@ -403,6 +427,8 @@ def iter_epochs(h: History, limits: Limits = Limits()) -> Iterator[Violation]:
             before = _life_at(events[c.node], last.t, limits.resolution_s)
             if before.acting and before.epoch is not None:
                 life = before  # written before it stood down: the superseded rule below
+        if (not life.acting or life.epoch is None) and crossed_fence(h, c, limits):
+            continue  # the write across a stall, reported by the node itself (counted)
         if not life.acting or life.epoch is None:
             last = life.last
             why = ("it was not running" if not life.running else
@@ -418,6 +444,8 @@ def iter_epochs(h: History, limits: Limits = Limits()) -> Iterator[Violation]:
         above = [g for g in grants if g.t < c.t - limits.resolution_s and g.epoch is not None
                  and g.epoch > life.epoch and g.node != c.node]
         unexcused = [g for g in above if not _excused(h, c.node, c.t, g, limits)]
+        if unexcused and crossed_fence(h, c, limits):
+            continue  # the write across a stall, reported by the node itself (counted)
         if unexcused:
             g = unexcused[0]
             yield Violation(3, (
@@ -590,6 +618,7 @@ def summary(h: History) -> dict[str, Any]:
             for op in h.ops).items())},
         "commands": dict(Counter(c.kind for c in h.commands if c.node is not None)),
         "grants": sum(1 for e in h.events if e.kind == "grant"),
+        "writes_across_a_stall": sum(1 for e in h.events if e.kind == "crossed"),
     }
 
 

@@ -410,6 +410,10 @@ TRANSITIONS: list[tuple[str, re.Pattern[str]]] = [
     ("demote", re.compile(r"giving epoch (\d+) up")),
     ("demote", re.compile(r"this node becomes standby")),
     ("demote", re.compile(r"this node is now standby")),
+    # not a transition: the device link saw its fence shut around a write (the node was
+    # stalled between its check and the write); the event's text is the router
+    ("crossed", re.compile(r"router '([^']+)': this node lost the right to act while it was "
+                           r"writing")),
     # the structured line proposed for core/failover.py (not logged yet): on every change
     # of the effective status, TRANSITION {"t": unix time, "node", "state", "epoch",
     # "acting": may it write now, "why"}
@@ -439,6 +443,8 @@ def parse_node_log(node: str, lines: Iterable[str]) -> Iterator[NodeEvent]:
                         else "grant" if data.get("acting", True) else "fenced")
                 yield NodeEvent(node, float(data.get("t", t)), kind, data.get("epoch"),
                                 str(data.get("why", message)))
+            elif kind == "crossed":
+                yield NodeEvent(node, t, kind, None, found.group(1))
             else:
                 epoch = int(found.group(1)) if found.groups() else None
                 yield NodeEvent(node, t, kind, epoch, message)

@@ -96,11 +96,15 @@ def test_node_logs_give_transitions_with_epochs():
         "standby: handed over to 'a'",
         "2024-05-01 12:00:07,000 WARNING tieline.plugins.etcd.strategy: this node is now "
         "active (epoch 1234, the etcd leader key's revision)",
+        "2024-05-01 12:00:08,000 WARNING tieline.devices: router 'sw': this node lost the "
+        "right to act while it was writing to the router (was the process stalled?); what "
+        "it wrote may have reached the router after another node took over.",
     ]
     events = list(parse_node_log("a", lines))
     assert [(e.kind, e.epoch) for e in events] == [
         ("grant", 3), ("fenced", 3), ("revalidated", 3), ("demote", 3), ("grant", 5),
-        ("demote", None), ("grant", 1234)]
+        ("demote", None), ("grant", 1234), ("crossed", None)]
+    assert events[-1].text == "sw"
     assert events[1].t - events[0].t == pytest.approx(2.377)
 
 
@@ -304,6 +308,27 @@ def test_transit_and_slack_grow_with_the_harness_s_own_lateness():
     assert check_no_unasked_commands(answered) is None
 
 
+def test_p3_a_write_across_a_stall_is_excused_only_when_the_node_reported_it():
+    """Long etcd run, seed 934044907: a passed its fence check, was stopped before its
+    CONNECT left, and wrote it 2.7 s later when it resumed, b having been granted a higher
+    epoch. The node's own report ("lost the right to act while it was writing") excuses
+    that write and no other: another router, or later."""
+    h = _failover([NodeEvent("a", at(10), "pause"), NodeEvent("a", at(12), "resume"),
+                   NodeEvent("a", at(12.001), "crossed", None, "vh"),
+                   NodeEvent("a", at(12.01), "demote")])
+    h.commands = [sent(3, 5, 12.004)]  # a at epoch 1, b granted 2 at 11
+    assert check_epochs(h) is None
+    assert summary(h)["writes_across_a_stall"] == 1
+    h.commands = [sent(3, 5, 12.004, router="sw")]  # the report names vh
+    assert check_epochs(h) is not None
+    h.commands = [sent(3, 5, 12.3)]  # long after the report
+    assert check_epochs(h) is not None
+    h.events = [e for e in h.events if e.kind != "crossed"]
+    h.commands = [sent(3, 5, 12.004)]  # the same write, unreported
+    v = check_epochs(h)
+    assert v is not None and "at epoch 1 after node b had been granted epoch 2" in v.summary
+
+
 def test_p3_the_documented_lease_split_is_excused_until_the_link_heals():
     cut = Fault("partition", "a|b", at(10), at(20), (("a", "b"), ("b", "a")))
     h = _failover(faults=[cut])
@@ -329,6 +354,20 @@ def test_p3_the_lease_exception_lasts_while_the_node_cannot_hear_the_other():
                      faults=[faults[0]])
     gone.commands = [sent(3, 5, 30.0)]
     assert check_epochs(gone) is not None
+
+
+def test_p3_a_link_fault_that_ended_within_the_lease_before_the_grant_excuses_the_split():
+    """Long lease run, seed 806008134: the peer link delayed 1.14 s both ways until
+    +28.785s; b, whose evidence of a was all stale, took over 112 ms after the delay
+    ended, and a went on until it heard b (137 ms). A fault that ended more than a lease
+    before the grant excuses nothing."""
+    delayed = Fault("delay", "a|b", at(7), at(10.8), (("a", "b"), ("b", "a")))
+    h = _failover(faults=[delayed])  # b granted 2 at 11, lease 0.6 s
+    h.commands = [sent(3, 5, 11.05)]
+    assert check_epochs(h) is None
+    h.faults = [Fault("delay", "a|b", at(7), at(10.3), (("a", "b"), ("b", "a")))]
+    v = check_epochs(h)
+    assert v is not None and "at epoch 1 after node b had been granted epoch 2" in v.summary
 
 
 def test_p3_the_lease_exception_needs_the_right_direction_node_and_strategy():

@@ -426,6 +426,43 @@ async def test_a_command_withdrawn_unsent_is_not_confirmed_by_another_change(mak
                 await rig.next(CrosspointsChanged)
 
 
+async def test_a_write_that_crosses_the_fence_is_reported(make_rig, caplog):
+    """Long etcd chaos run, seed 934044907: node a took a route, passed the fence check,
+    and was stopped (SIGSTOP) before its CONNECT left; 2.7 s later, its lease long gone
+    and node b active, it resumed and the CONNECT went out. No check can close that
+    window; the link says when the fence shut around a write. Here the fence shuts
+    between the check before the write and the one after it."""
+    async with SWP08Emulator(16, 16, 2) as device:
+        rig = await make_rig(tcp_transport(await serve(device)))
+        session = rig.driver.session
+        send, data_to_send = session.send, session.data_to_send
+        armed = shut = False
+
+        def send_command(command: Any) -> None:
+            nonlocal armed
+            send(command)
+            armed = True
+
+        def bytes_out() -> bytes:  # the check before the write has passed: the fence shuts
+            nonlocal shut
+            data = data_to_send()
+            shut = shut or (armed and bool(data))
+            return data
+
+        def fence() -> None:
+            if shut:
+                raise NodeStandby("this node is standby", active="b")
+
+        session.send, session.data_to_send = send_command, bytes_out
+        rig.link.guard = fence
+        command = RouteCommand(crosspoints=(Crosspoint(0, 3, 2),), owner="op")
+        with caplog.at_level(logging.WARNING, logger="tieline.devices"):
+            outcome = await rig.link.submit(command, 2.0)
+        assert outcome.results == (None,)  # written while it could act: confirmed
+        assert "lost the right to act while it was writing" in caplog.text
+        assert [(m.level, m.destination, m.source) for m in connects(device)] == [(0, 3, 2)]
+
+
 class Proxy:
     """A TCP proxy whose open connections can be frozen (a half-open path)."""
 
