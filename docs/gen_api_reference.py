@@ -615,8 +615,9 @@ and symbolic links never reach a file outside the panel's folder), a method othe
 carries a strict `Content-Security-Policy` (`default-src 'none'; script-src 'self';
 style-src 'self'; img-src 'self' data:; connect-src 'self' ws: wss:; base-uri 'none';
 form-action 'none'; frame-ancestors 'none'`), `X-Content-Type-Options: nosniff`,
-`Referrer-Policy: no-referrer`, `X-Frame-Options: DENY`, `Cross-Origin-Opener-Policy` and
-`Cross-Origin-Resource-Policy: same-origin`, and `Cache-Control: no-cache`. The panel
+`Referrer-Policy: no-referrer`, `X-Frame-Options: DENY`,
+`Cross-Origin-Resource-Policy: same-origin`, `Cache-Control: no-cache`, and over TLS
+`Cross-Origin-Opener-Policy: same-origin` (browsers ignore it on a plain-HTTP origin). The panel
 connects to the API at the same address, sends its `hello` with the token the operator
 typed (kept in the tab's `sessionStorage`, never in a URL), asks for [`panels`](#panels)
 and subscribes.

@@ -29,8 +29,10 @@ Every response, errors and refusals included (:func:`secure`), carries a strict
 Content-Security-Policy (scripts, styles and images only from the panel itself, no inline
 script or style, no framing, no forms, WebSocket connections to any node of the cluster),
 ``X-Content-Type-Options: nosniff``, ``Referrer-Policy: no-referrer``,
-``X-Frame-Options: DENY``, ``Cross-Origin-Opener-Policy`` and
-``Cross-Origin-Resource-Policy: same-origin``, and ``Cache-Control: no-cache`` (the browser
+``X-Frame-Options: DENY``, ``Cross-Origin-Resource-Policy: same-origin``, over TLS
+``Cross-Origin-Opener-Policy: same-origin`` too (a browser ignores it on a plain-HTTP
+origin that is not loopback, and says so in the console of every LAN panel), and
+``Cache-Control: no-cache`` (the browser
 asks again each time; an unchanged file is answered 304 by its ``ETag``).
 """
 
@@ -50,8 +52,8 @@ from pathlib import Path
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-__all__ = ["CONTENT_SECURITY_POLICY", "CONTENT_TYPES", "SECURITY_HEADERS", "PanelFiles",
-           "StaticFile", "is_websocket", "respond", "secure"]
+__all__ = ["CONTENT_SECURITY_POLICY", "CONTENT_TYPES", "SECURITY_HEADERS", "TLS_HEADERS",
+           "PanelFiles", "StaticFile", "is_websocket", "respond", "secure"]
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +68,13 @@ SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
     ("X-Content-Type-Options", "nosniff"),
     ("Referrer-Policy", "no-referrer"),
     ("X-Frame-Options", "DENY"),
-    ("Cross-Origin-Opener-Policy", "same-origin"),
     ("Cross-Origin-Resource-Policy", "same-origin"),
     ("Cache-Control", "no-cache"),
+)
+#: carried too by every HTTP response of an API served over TLS (browsers apply them only
+#: to secure origins, and complain of them elsewhere)
+TLS_HEADERS: tuple[tuple[str, str], ...] = (
+    ("Cross-Origin-Opener-Policy", "same-origin"),
 )
 #: the files served, by extension (lower case, as the file is named); any other is not
 CONTENT_TYPES: Mapping[str, str] = {
@@ -234,9 +240,10 @@ def file_name(target: str) -> str | None:
     return name
 
 
-def secure(headers: Headers) -> Headers:
-    """Add :data:`SECURITY_HEADERS` that ``headers`` lacks; return it."""
-    for key, value in SECURITY_HEADERS:
+def secure(headers: Headers, *, tls: bool = False) -> Headers:
+    """Add :data:`SECURITY_HEADERS` (and with ``tls`` :data:`TLS_HEADERS`) that
+    ``headers`` lacks; return it."""
+    for key, value in SECURITY_HEADERS + (TLS_HEADERS if tls else ()):
         if key not in headers:
             headers[key] = value
     return headers

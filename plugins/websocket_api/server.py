@@ -305,12 +305,11 @@ class WebSocketApi(ClientApi):
             return respond(request, self.panel_files)
         return self._check_origin(ws, request)
 
-    @staticmethod
-    def _secure(ws: ServerConnection, request: Request, response: Response) -> None:
+    def _secure(self, ws: ServerConnection, request: Request, response: Response) -> None:
         """Every HTTP response but a handshake's 101 carries the security headers
-        (http.py): refusals, and websockets' own answers to bad handshakes."""
+        (http.py): files, refusals, and websockets' own answers to bad handshakes."""
         if response.status_code != http.HTTPStatus.SWITCHING_PROTOCOLS:
-            secure(response.headers)
+            secure(response.headers, tls=bool(self.options.get("tls")))
 
     def _check_origin(self, ws: ServerConnection, request: Request) -> Response | None:
         """Refuse (HTTP 403) a handshake carrying an ``Origin`` that is not the node's own

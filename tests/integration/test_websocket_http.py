@@ -37,7 +37,6 @@ SECURITY = {
     "x-content-type-options": "nosniff",
     "referrer-policy": "no-referrer",
     "x-frame-options": "DENY",
-    "cross-origin-opener-policy": "same-origin",
     "cross-origin-resource-policy": "same-origin",
     "cache-control": "no-cache",
 }
@@ -157,6 +156,7 @@ async def test_each_file_with_its_type_and_the_security_headers(panel_port, name
     assert answer.header("Content-Type") == TYPES[name]
     assert answer.header("Connection") == "close"
     answer.assert_secure()
+    assert "cross-origin-opener-policy" not in answer.headers  # plain HTTP: see the TLS test
 
 
 async def test_root_is_the_index(panel_port):
@@ -324,8 +324,12 @@ async def test_over_tls_the_panel_is_https(settings_dir):
         index = await fetch(port, "/", tls=trust)
         assert (index.status, index.body) == (200, _bundled("index.html"))
         index.assert_secure()
+        # a browser applies it to a secure origin only (and complains of it elsewhere)
+        assert index.header("cross-origin-opener-policy") == "same-origin"
         for target in ("/panel/../server.py", "/panel/%2e%2e/server.py"):
-            assert (await fetch(port, target, tls=trust)).status == 404
+            missing = await fetch(port, target, tls=trust)
+            assert missing.status == 404
+            assert missing.header("cross-origin-opener-policy") == "same-origin"
         with pytest.raises(ConnectionError):
             await fetch(port, "/")  # plain HTTP on the TLS port gets no answer
         # the panel's own origin, https://127.0.0.1:PORT, may open the API
