@@ -124,7 +124,9 @@ EXAMPLE_FLOW: list[tuple[dict[str, Any], dict[str, Any]]] = [
              "crosspoints": {"video": [1, 2, 3, 4], "audio": [1, 2, 3, 4]},
              "protects": [],
          }],
-         "salvos": [{"name": "news", "router": "studio", "crosspoints": 6}],
+         "salvos": [{"name": "news", "router": "studio", "crosspoints": 6, "contents": [
+             {"level": level, "destination": d, "source": src}
+             for d, src in ((1, 1), (2, 2), (4, 3)) for level in ("video", "audio")]}],
      })),
     ({"type": "lock", "id": 5, "router": "studio", "destination": 4, "levels": ["audio"]},
      _ok(5, {})),
@@ -289,8 +291,10 @@ RESULTS: dict[str, str] = {
                 "order), `crosspoints` (per level name, one entry per destination: see "
                 "[Numbers, levels and the snapshot](#numbers-levels-and-the-snapshot)) and "
                 "`protects` (one `{level, destination, kind, owner}` per protected or locked "
-                "destination and level). `salvos`: one `{name, router, crosspoints}` per "
-                "salvo, `crosspoints` counting (destination, level) pairs.",
+                "destination and level). `salvos`: one `{name, router, crosspoints, "
+                "contents}` per salvo, `crosspoints` counting (destination, level) pairs and "
+                "`contents` listing them, each `{level, destination, source}` (what a "
+                "panel previews against the tally before a take).",
     "subscribe": "The same object as `snapshot`'s result, taken at the instant the "
                  "subscription started; empty when `snapshot` is false. Subscribing twice "
                  "keeps one subscription.",

@@ -335,8 +335,10 @@ def snapshot(routing: RoutingService, router_ids: list[str] | None = None) -> di
     return {
         "routers": [router_snapshot(routing, rid) for rid in ids],
         "salvos": [
-            {"name": s.name, "router": s.router, "crosspoints": len(s.crosspoints)}
-            for s in routing.salvos.values()
+            {"name": s.name, "router": s.router, "crosspoints": len(s.crosspoints),
+             "contents": [crosspoint_dict(routing.routers[s.router].state.spec, x.level,
+                                          x.destination, x.source) for x in s.crosspoints]}
+            for s in routing.salvos.values() if s.router in routing.routers
         ],
     }
 

@@ -20,8 +20,11 @@ def test_a_salvo_with_one_refused_crosspoint_shows_both_results(page, node):
     page.click("#salvos-toggle")
     salvo = page.locator('.salvo[data-salvo="show"]')
     expect(salvo).to_contain_text("studio · 8 crosspoints")
-    salvo.get_by_role("button", name="Preview").click()  # not known before a take
-    expect(page.locator(".salvo-note")).to_contain_text("only after its first take")
+    salvo.get_by_role("button", name="Preview").click()  # the snapshot gave its contents
+    expect(page.locator(".salvo-summary")).to_have_text(
+        "Salvo show would change 8 of 8 crosspoints; 1 held by a protect or lock would be "
+        "refused.")
+    assert tally(tieline)["video"][:4] != [5, 6, 7, 8]  # a preview changes nothing
 
     salvo.get_by_role("button", name="Take").click()
 
@@ -35,7 +38,7 @@ def test_a_salvo_with_one_refused_crosspoint_shows_both_results(page, node):
         "Output 1 video ← Input 5 (was Input 1): confirmed")
     crosspoints = tally(tieline)
     assert crosspoints["video"][:4] == [5, 6, 7, 8]
-    # learnt from the take: the preview now compares every crosspoint with the tally
+    # after the take, the preview compares every crosspoint with the new tally
     salvo.get_by_role("button", name="Preview").click()
     expect(page.locator(".salvo-summary")).to_have_text(
         "Salvo show would change 1 of 8 crosspoints; 1 held by a protect or lock would be "

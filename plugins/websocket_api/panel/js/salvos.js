@@ -2,21 +2,23 @@
 // and the result crosspoint by crosspoint (confirmed, or refused with the router's or the
 // API's reason). The result also says what each confirmed crosspoint carried before.
 //
-// A preview needs the salvo's crosspoints. The API's snapshot lists a salvo's name, router
-// and size; when a node also gives its crosspoints (`crosspoints` as a list of
-// {destination, source, levels?} or {level, destination, source}) the preview compares each
-// with the tally. Otherwise the panel learns them from the salvo's first take (its result
-// lists every crosspoint, taken or refused) and previews it from then on, until the node says
-// the salvos changed; before that, it says how many crosspoints the salvo holds.
+// A preview needs the salvo's crosspoints: the snapshot lists each salvo's name, router,
+// size (`crosspoints`) and `contents` ({level, destination, source} each), and the preview
+// compares each with the tally. From a node that gives no contents, the panel learns them
+// from the salvo's first take (its result lists every crosspoint, taken or refused) and
+// previews it from then on, until the node says the salvos changed; before that, it says
+// how many crosspoints the salvo holds.
 
 import { h, replace } from "./dom.js";
 import { gate } from "./permissions.js";
 
 /** The (level, destination, source) triples of a salvo, when the node gave them; else null. */
 export function salvoCrosspoints(salvo, rt) {
-  if (!Array.isArray(salvo.crosspoints) || !rt) return null;
+  const given = Array.isArray(salvo.contents) ? salvo.contents
+    : Array.isArray(salvo.crosspoints) ? salvo.crosspoints : null;
+  if (!given || !rt) return null;
   const out = [];
-  for (const xp of salvo.crosspoints) {
+  for (const xp of given) {
     const levels = xp.level ? [xp.level] : (xp.levels || rt.levels);
     for (const level of levels) out.push({ level, destination: xp.destination, source: xp.source });
   }
