@@ -64,6 +64,12 @@ class ClientApi(abc.ABC):
         """Where clients reach it (``ws://127.0.0.1:8181``)."""
         return f"{self.name} on {self.options.get('listen', '?')}"
 
+    def page_url(self) -> str | None:
+        """A page a person opens in a browser to use this node through this API (an
+        operator's panel), printed by ``tieline run`` beside :meth:`describe`; None (the
+        default) for an API that serves none."""
+        return None
+
     def client_url(self) -> str | None:
         """The URL at which tieline's own clients (the Python client, the panel, the
         ``tieline`` command) reach this node through this API, as the node advertises it

@@ -116,8 +116,9 @@ def run(settings: str | None, log_level: str) -> None:
     def ready(node: Any) -> None:  # the node tells a service manager once this returns
         gc.freeze()  # start-up objects leave the collector's generations: shorter full GCs
         for api in node.apis:
+            page = api.page_url()
             click.echo(f"tieline: node '{node.settings.node_name}' serving {api.describe()} "
-                       f"(settings: {folder})")
+                       f"(settings: {folder})" + (f"; open {page} in a browser" if page else ""))
         sys.stdout.flush()
 
     def reload() -> None:

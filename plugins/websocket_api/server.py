@@ -248,6 +248,11 @@ class WebSocketApi(ClientApi):
         """tieline's own clients speak this API: its URL (:meth:`describe`)."""
         return self.describe()
 
+    def page_url(self) -> str:
+        """The operator's panel, served on the API's own address (http.py)."""
+        scheme, rest = self.describe().split("://", 1)
+        return f"{'https' if scheme == 'wss' else 'http'}://{rest}/"
+
     def _member_urls(self) -> list[str | None]:
         """The client URLs of the other members of the node's cluster, as its failover
         strategy knows them now (none for a standalone node)."""

@@ -58,6 +58,7 @@ def test_demo_route_tally_and_event(demo, tmp_path):
     folder = tmp_path / "config" / "tieline" / "demo"
     assert f"running the demo from {folder}" in banner
     assert f"serving {DEMO_URL}" in banner
+    assert "open http://127.0.0.1:8181/ in a browser" in banner  # the panel (README)
     assert sorted(p.name for p in folder.iterdir()) == [
         "labels.json", "salvos.json", "tieline.json", "users.json"]
 
