@@ -426,6 +426,7 @@ class LeaseStrategy(PeerLinkStrategy):
                 log.warning("switch back postponed: this node does not reach every router")
                 return
             stalls = self.stalls
+            sent = self.clock()
             reply = await self.link.request(
                 leader.address, {"type": "handover", "epoch": self.max_epoch()},
                 timeout=self.renew_s + self.lease_s)
@@ -435,6 +436,16 @@ class LeaseStrategy(PeerLinkStrategy):
                 return
             leader.state = "standby"
             leader.epoch = max(leader.epoch, released)
+            # The backup let go no earlier than this request was sent plus the time it
+            # spent draining, and stands again after a lease without an active node: this
+            # node takes the role only while that is a margin (lease - renew deadline, as
+            # between an active node's fence and a standby's takeover) away, so that its
+            # first heartbeat reaches the backup first; and only if no node has taken it
+            # meanwhile. A main slowed down here (a starved CPU) leaves the role to the
+            # next election instead of taking it beside a backup that stood again.
+            drained = reply.get("drained_s")
+            deadline = sent + (drained if isinstance(drained, (int, float)) else 0.0) \
+                + self.renew_s
             if not await self.node.connect_all_links(self.connect_timeout_s):
                 log.error("switch back: the backup handed over but this node could not "
                           "connect every router (standby_link cold) within %.1f s; no node "
@@ -444,6 +455,18 @@ class LeaseStrategy(PeerLinkStrategy):
             if self.stalled_since(stalls):
                 log.warning("switch back abandoned: this process stalled meanwhile; the "
                             "backup handed over, so a node takes over after a lease")
+                return
+            if self.clock() > deadline:
+                log.warning("switch back abandoned: this node took %.2f s to take the role "
+                            "the backup let go (at most %.2f s: the backup may stand again "
+                            "after a lease); a node takes over after a lease",
+                            self.clock() - sent, deadline - sent)
+                return
+            taken = [p for p in self.peers.values()
+                     if p.state == "active" and self.heard(p, self.lease_s)]
+            if taken:
+                log.warning("switch back abandoned: %s took the active role meanwhile "
+                            "(epoch %d)", taken[0].name or taken[0].address, taken[0].epoch)
                 return
             epoch = self.node.epochs.next(max(released, self.max_epoch()))
             self.my_epoch = epoch
@@ -466,14 +489,22 @@ class LeaseStrategy(PeerLinkStrategy):
             return {"error": "only the main may ask for the active role"}
         self.failover.update(active=requester.api[0] if requester.api else requester.address)
         self.failover.draining = True
+        began = self.clock()
         try:
             drained = await self.node.routing.drain(self.renew_s)
             if not drained:
                 log.warning("handover: requests still in flight after %.1f s", self.renew_s)
             await self._demote(requester)
+            # the main takes the role now: it is no silence of an active node. Stand again
+            # only after a whole lease without one (the main gives up the switch back if
+            # it cannot take the role well inside that)
+            self.watching_since = self.clock()
         finally:
             self.failover.draining = False
-        return {"released": max(released or 0, self.node.epochs.epoch)}
+        log.warning("this node is now standby: handed over to %r (epoch %s released)",
+                    requester.name or requester.address, released)
+        return {"released": max(released or 0, self.node.epochs.epoch),
+                "drained_s": round(self.clock() - began, 4)}
 
     async def switch_back(self) -> dict[str, Any]:
         if self.role is Role.MAIN:
