@@ -109,3 +109,25 @@ def test_a_panel_opened_on_the_idle_backup_moves_to_the_active_main(page, watch,
     cell(page, 2, 7).click()
     expect(cell(page, 2, 7)).to_have_attribute("aria-pressed", "true")
     assert device_source(pair, 2) == 7
+
+
+def test_a_standby_node_s_panel_is_read_only_and_names_the_active_node(page, watch, pair):
+    """A page the active main will not take: opened from the idle backup under another name
+    (http://localhost:PORT, while the cluster knows the backup as 127.0.0.1:PORT), the
+    main refuses its origin (403: not a member's panel, not in allowed_origins). The panel
+    stays on the standby backup: read-only, saying which node is active, and a tap on a
+    crosspoint says why and routes nothing."""
+    watch.expect_errors(r"WebSocket connection to .* failed")  # the main's 403
+    page.goto(f"http://localhost:{pair.api_ports['b']}/")
+    page.fill("#login-token", OPERATOR_TOKEN)
+    page.click("#login-submit")
+    banner = page.locator("#banner")
+    expect(banner).to_contain_text("Connected to b (Backup is idle)")
+    active = re.compile(rf"the active node is (a|127\.0\.0\.1:{pair.api_ports['a']})")
+    expect(banner).to_contain_text(re.compile(r"read-only: " + active.pattern))
+    before = device_source(pair, 6)
+    cell(page, 6, 11).click(force=True)
+    expect(page.locator("#reason")).to_contain_text("Read-only: node b is standby")
+    expect(page.locator("#reason")).to_contain_text(active)
+    expect(cell(page, 6, 11)).not_to_have_attribute("aria-pressed", "true")
+    assert device_source(pair, 6) == before  # nothing was sent
