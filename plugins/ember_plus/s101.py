@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 import re
 
@@ -264,16 +265,14 @@ class S101Decoder:
         self.stats.frames += 1
         return data[:-2]
 
-    def _damaged(self, why: str) -> None:
+    def _damaged(self, why: str) -> NoReturn:
         self.stats.damaged += 1
         raise FramingError(f"S101: {why}; discarded")
 
     # -- header --------------------------------------------------------------------------
     def _decode(self, data: bytes) -> Event | None:
         if len(data) < 4 or data[0] != SLOT or data[1] != MESSAGE_EMBER:
-            self.stats.damaged += 1
-            raise FramingError(f"S101: not an EmBER frame (header {data[:4].hex(' ')}); "
-                               "discarded")
+            self._damaged(f"not an EmBER frame (header {data[:4].hex(' ')})")
         command = data[2]
         if command == CMD_KEEPALIVE_REQUEST:
             return KeepAliveRequest()
@@ -282,9 +281,7 @@ class S101Decoder:
         if command != CMD_EMBER:
             return None  # a command of a later S101 version: not ours to answer
         if len(data) < 7 or len(data) < 7 + data[6]:
-            self.stats.damaged += 1
-            raise FramingError(f"S101: EmBER packet header cut short ({len(data)} bytes); "
-                               "discarded")
+            self._damaged(f"EmBER packet header cut short ({len(data)} bytes)")
         flags, app_count = data[4], data[6]
         app = data[7:7 + app_count]
         payload = data[7 + app_count:]
@@ -295,25 +292,20 @@ class S101Decoder:
                 unfinished = len(self._message)
             self._message, self._message_version = bytearray(), version
         elif self._message is None:
-            self.stats.damaged += 1
-            raise FramingError("S101: a packet of a message whose first packet was not seen; "
-                               "discarded")
+            self._damaged("a packet of a message whose first packet was not seen")
         if not flags & FLAG_EMPTY:
             self._message += payload
         if len(self._message) > self.max_message:
             self._message = None
-            self.stats.damaged += 1
-            raise FramingError(f"S101: message longer than {self.max_message} bytes; "
-                               "discarded")
+            self._damaged(f"message longer than {self.max_message} bytes")
         event = None
         if flags & FLAG_LAST:
             event = EmberMessage(bytes(self._message), self._message_version)
             self._message = None
         if unfinished is not None:  # reported; what this packet began goes on
             self._ready = event
-            self.stats.damaged += 1
-            raise FramingError(f"S101: a message began before the last one ended; the "
-                               f"unfinished one ({unfinished} bytes) is discarded")
+            self._damaged(f"a message began before the last one ended: the unfinished one "
+                          f"({unfinished} bytes)")
         return event
 
 
