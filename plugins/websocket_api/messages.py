@@ -338,7 +338,7 @@ def snapshot(routing: RoutingService, router_ids: list[str] | None = None) -> di
             {"name": s.name, "router": s.router, "crosspoints": len(s.crosspoints),
              "contents": [crosspoint_dict(routing.routers[s.router].state.spec, x.level,
                                           x.destination, x.source) for x in s.crosspoints]}
-            for s in routing.salvos.values() if s.router in routing.routers
+            for s in routing.salvos.values()
         ],
     }
 
