@@ -32,8 +32,9 @@ from typing import Any
 from .checker import Limits, Violation, check, parsed_settings, report, summary
 from .clients import ChaosClient, Workload, open_connection
 from .etcd import EtcdTrio, etcd_binary
-from .history import (LAG_RECORDED_S, Crosspoint, Fault, History, NodeEvent, Op, RouterInfo,
-                      parse_node_log, read_command_log)
+from .history import (Crosspoint, Fault, History, NodeEvent, Op, RouterInfo, parse_node_log,
+                      read_command_log)
+from .lagged import sample as sample_lag
 from .net import ChaosNet, arun
 from .proxy import FaultProxy
 from .routers import TIELINE, Router, panel_route, wait_listening
@@ -727,17 +728,6 @@ async def _settle(cluster: ChaosCluster, timeout: float) -> None:
         await asyncio.sleep(0.2)
 
 
-async def _sample_lag(lag: list[tuple[float, float]], every_s: float = 0.01) -> None:
-    """Record when this process's event loop wakes up late (see ``History.lag``)."""
-    loop = asyncio.get_running_loop()
-    while True:
-        due = loop.time() + every_s
-        await asyncio.sleep(every_s)
-        late = loop.time() - due
-        if late > LAG_RECORDED_S:
-            lag.append((time.time(), round(late, 4)))
-
-
 async def chaos_run(strategy: str, root: Path, seed: int, duration_s: float, *,
                     clients: int = 3, faults: dict[str, float] | None = None,
                     limits: Limits = Limits()) -> RunResult:
@@ -753,7 +743,7 @@ async def chaos_run(strategy: str, root: Path, seed: int, duration_s: float, *,
     cluster = ChaosCluster(strategy, root, net, roles, names, seed)
     ops: list[Op] = []
     lag: list[tuple[float, float]] = []
-    lag_task = asyncio.create_task(_sample_lag(lag))
+    lag_task = asyncio.create_task(sample_lag(lambda t, late: lag.append((t, late))))
     phases: dict[str, float] = {}
     mark = time.monotonic()
 

@@ -15,23 +15,26 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.chaos.history import LAG_RECORDED_S  # noqa: E402
 
 
-async def sample(out: TextIO, every_s: float = 0.01) -> None:
+async def sample(record: Callable[[float, float], object], every_s: float = 0.01) -> None:
+    """Record ``(time, seconds late)`` of each wake-up of this event loop more than
+    :data:`~tests.chaos.history.LAG_RECORDED_S` late (the harness samples its own loop with
+    it too: ``History.lag``)."""
     loop = asyncio.get_running_loop()
     while True:
         due = loop.time() + every_s
         await asyncio.sleep(every_s)
         late = loop.time() - due
         if late > LAG_RECORDED_S:
-            out.write(f"{time.time():.4f} {late:.4f}\n")
+            record(time.time(), round(late, 4))
 
 
 def main() -> None:
@@ -41,7 +44,8 @@ def main() -> None:
 
     def run(main: Coroutine[Any, Any, Any], **kwargs: Any) -> Any:
         async def with_sampler() -> Any:
-            sampler = asyncio.create_task(sample(out))
+            sampler = asyncio.create_task(sample(
+                lambda t, late: out.write(f"{t:.4f} {late:.4f}\n")))
             try:
                 return await main
             finally:
